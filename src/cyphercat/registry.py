@@ -1,0 +1,72 @@
+"""Name -> factory registries for datasets, models, attacks and defenses.
+
+Adding an entry is one file and one decorator. Each subpackage imports its modules on first lookup,
+so a new file in ``cyphercat/attacks/`` is found without touching a central list.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from cyphercat.errors import CyphercatError
+
+
+class Registry:
+    def __init__(self, kind: str, package: str | None = None):
+        self.kind = kind
+        self._package = package
+        self._entries: dict[str, Any] = {}
+        self._loaded = package is None
+
+    def register(self, name: str, force: bool = False) -> Callable[[Any], Any]:
+        def deco(obj: Any) -> Any:
+            if name in self._entries and not force and self._entries[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered; pass force=True to replace it")
+            self._entries[name] = obj
+            obj.registry_name = name
+            return obj
+
+        return deco
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        pkg = importlib.import_module(self._package)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{self._package}.{mod.name}")
+
+    def get(self, name: str, field: str | None = None) -> Any:
+        self._load()
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise CyphercatError(
+                field or self.kind,
+                f"unknown {self.kind} {name!r}",
+                f"{hint}choose one of: {', '.join(sorted(self._entries))} (see `cyphercat list`)",
+            )
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        self._load()
+        return iter(sorted(self._entries.items()))
+
+
+DATASETS = Registry("dataset", "cyphercat.data")
+MODELS = Registry("model", "cyphercat.models")
+ATTACKS = Registry("attack", "cyphercat.attacks")
+DEFENSES = Registry("defense", "cyphercat.defenses")
