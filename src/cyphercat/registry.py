@@ -43,6 +43,8 @@ class Registry:
 
     def get(self, name: str, field: str | None = None) -> Any:
         self._load()
+        if ":" in name and name not in self._entries:
+            return _import_callable(name, field or self.kind, self.kind)
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -70,3 +72,21 @@ DATASETS = Registry("dataset", "cyphercat.data")
 MODELS = Registry("model", "cyphercat.models")
 ATTACKS = Registry("attack", "cyphercat.attacks")
 DEFENSES = Registry("defense", "cyphercat.defenses")
+
+
+def _import_callable(path: str, field: str, kind: str) -> Any:
+    """``package.module:callable`` -> the callable (bring-your-own datasets and models from a spec)."""
+    module_name, _, attr = path.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise CyphercatError(field, f"cannot import module {module_name!r} for {kind} {path!r}: {err}",
+                             "make the module importable (installed, or on PYTHONPATH)") from None
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise CyphercatError(field, f"module {module_name!r} has no attribute {attr!r}",
+                                 "write the spec name as package.module:callable")
+    if not callable(obj):
+        raise CyphercatError(field, f"{path!r} is not callable", "point at a factory function or class")
+    return obj

@@ -54,7 +54,8 @@ def check_dataset(ds: Dataset, field_name: str = "dataset") -> Dataset:
     if ds.modality not in MODALITIES:
         raise CyphercatError(field_name, f"modality {ds.modality!r} is not one of {MODALITIES}",
                              "set the loader's modality")
-    if ds.x.ndim < 2 or len(ds.x) != len(ds.y):
+    raw_text = ds.modality == "text" and ds.prepare is not None and ds.x.ndim == 1
+    if (ds.x.ndim < 2 and not raw_text) or len(ds.x) != len(ds.y):
         raise CyphercatError(field_name, f"features have shape {ds.x.shape} but labels have {ds.y.shape}",
                              "give one label per record and at least one feature")
     if ds.y.ndim != 1 or not np.issubdtype(ds.y.dtype, np.integer):
