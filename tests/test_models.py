@@ -142,6 +142,8 @@ def test_torch_models_can_fit_a_small_batch(name):
     assert accuracy[-1] == 1.0, f"{name} fitted at best {max(accuracy):.0%} of 16 planted records"
 
 
+# embedding_bag with padding_idx has no vmap batching rule yet: torch loops over the models (correct, slower).
+@pytest.mark.filterwarnings("ignore:There is a performance drop")
 @pytest.mark.parametrize("name", [n for n in TORCH if MODELS.get(n).batchable])
 def test_batchable_models_run_under_vmap(name):
     """What ``batchable=True`` promises the ensemble trainer: a stack of models runs as one vmapped call,
@@ -170,9 +172,9 @@ def test_batch_norm_and_lstm_are_not_batchable():
 
 
 @pytest.mark.parametrize("name", [n for n in TORCH if "image" in MODELS.get(n).modalities])
-@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 62, 47)])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 62, 47), (1, 40, 8)])
 def test_image_models_fit_common_sizes(name, shape):
-    """8x8 digits, MNIST, CIFAR and LFW crops all give one logit per class."""
+    """8x8 digits, MNIST, CIFAR, LFW crops and a narrow strip all give one logit per class."""
     net = build(name, shape=shape).eval()
     with torch.no_grad():
         out = net(torch.rand(2, *shape))

@@ -22,11 +22,11 @@ def lenet(input_shape, num_classes, channels=(6, 16), hidden=(120, 84), activati
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     act = ACTIVATIONS[activation]
     c1, c2 = (int(v) for v in channels)
-    h = int(input_shape[1]) // 2
+    smaller_side = -(-min(int(input_shape[1]), int(input_shape[2])) // 2)  # after the first (ceil-mode) pool
     layers: list[nn.Module] = [
         nn.Conv2d(c, c1, 5, padding=2), act(), nn.MaxPool2d(2, ceil_mode=True),
         # An unpadded 5x5 conv needs a 5x5 map; small inputs (8x8 digits) keep theirs with padding.
-        nn.Conv2d(c1, c2, 5, padding=0 if h >= 5 else 2), act(), nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(c1, c2, 5, padding=0 if smaller_side >= 5 else 2), act(), nn.MaxPool2d(2, ceil_mode=True),
         nn.AdaptiveAvgPool2d(5), nn.Flatten(),
     ]
     width = c2 * 25

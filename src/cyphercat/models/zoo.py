@@ -55,7 +55,7 @@ def build_model(name: str, params: dict[str, Any], input_shape: tuple[int, ...],
     if is_sklearn(net):
         if not hasattr(net, "predict_proba"):
             raise CyphercatError(field, f"{name} returned a {type(net).__name__} without predict_proba",
-                                 "use an estimator that outputs class probabilities (SVC needs probability=True)")
+                                 "use an estimator with predict_proba (e.g. wrap it in sklearn.calibration.CalibratedClassifierCV)")
         if "random_state" in net.get_params(deep=False):
             # scikit-learn wants a 32-bit seed; our seed tree hands out 63-bit ones.
             net.set_params(random_state=int(seed) & 0xFFFFFFFF)
