@@ -320,3 +320,12 @@ def test_broken_tabular_files(tmp_path):
     p = tmp_path / "adult" / "adult.data"
     p.write_text(p.read_text() + "39, State-gov, 77516\n")
     _raises_naming(p, lambda: _load("adult", tmp_path), "line")
+
+
+def test_torchvision_layout_is_reused_without_mixing_datasets(tmp_path):
+    write_fixture("mnist", tmp_path / "tv")
+    (tmp_path / "root" / "MNIST").mkdir(parents=True)
+    (tmp_path / "tv" / "mnist").rename(tmp_path / "root" / "MNIST" / "raw")
+    assert len(_load("mnist", tmp_path / "root")) == 50
+    with pytest.raises(CyphercatError, match="fashion_mnist files not found"):
+        _load("fashion_mnist", tmp_path / "root")

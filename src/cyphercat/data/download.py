@@ -202,11 +202,17 @@ def _unpack(archive: Path, staging: Path) -> None:
     """Unpack tar/zip archives into ``staging``; plain files (including .gz IDX files, which the
     loaders read directly) are kept as they are."""
     final = staging / archive.name[1:]
+    named_tar = final.name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
     try:
-        if tarfile.is_tarfile(archive):
+        # trust the name first: a truncated .tar.gz may no longer sniff as a tar and must not be kept
+        if named_tar or (not final.name.endswith(".zip") and tarfile.is_tarfile(archive)):
             with tarfile.open(archive) as tf:
-                tf.extractall(staging, filter="data")  # refuses absolute paths, '..' and device files
-        elif zipfile.is_zipfile(archive):
+                if hasattr(tarfile, "data_filter"):
+                    tf.extractall(staging, filter="data")  # refuses absolute paths, '..', links out, devices
+                else:  # Python < 3.11.4 has no extraction filters
+                    _check_members(tf, staging, archive.name[1:])
+                    tf.extractall(staging)
+        elif final.name.endswith(".zip") or zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
                 for member in zf.namelist():
                     dest = (staging / member).resolve()
@@ -221,6 +227,13 @@ def _unpack(archive: Path, staging: Path) -> None:
         raise CyphercatError("fetch", f"archive {archive.name[1:]} is truncated or corrupt: {err}",
                              "delete it and download again") from None
     archive.unlink()
+
+
+def _check_members(tf: tarfile.TarFile, staging: Path, name: str) -> None:
+    root = staging.resolve()
+    for m in tf.getmembers():
+        if not (m.isfile() or m.isdir()) or not (staging / m.name).resolve().is_relative_to(root):
+            raise CyphercatError("fetch", f"{name} holds an unsafe member {m.name!r}", "use the official archive")
 
 
 def _move_into(staging: Path, target: Path) -> None:

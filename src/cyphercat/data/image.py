@@ -188,15 +188,22 @@ def _idx_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _mnist_here(folder: Path) -> Path | None:
-    for cand in (folder, folder / "raw", folder / "MNIST" / "raw", folder / "FashionMNIST" / "raw"):
-        if _idx_file(cand, "train-images-idx3-ubyte") or _idx_file(cand, "t10k-images-idx3-ubyte"):
-            return cand
-    return None
+def _idx_here(torchvision_name: str):
+    """Our layout, or torchvision's (``MNIST/raw``), so an existing download can be reused."""
+    def is_here(folder: Path) -> Path | None:
+        for cand in (folder, folder / "raw", folder / torchvision_name / "raw"):
+            if _idx_file(cand, "train-images-idx3-ubyte") or _idx_file(cand, "t10k-images-idx3-ubyte"):
+                return cand
+        return None
+    return is_here
+
+
+_mnist_here, _fashion_here = _idx_here("MNIST"), _idx_here("FashionMNIST")
 
 
 def _load_idx_pair(name: str, data_dir, split: str, download: bool, class_names) -> Dataset:
-    folder = locate(name, data_dir, _mnist_here, "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+    is_here = _mnist_here if name == "mnist" else _fashion_here
+    folder = locate(name, data_dir, is_here, "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
                     "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (gzipped or not)", download)
     xs, ys = [], []
     for prefix in _split_parts(split, ["train"], ["t10k"]):
@@ -222,7 +229,7 @@ def mnist(data_dir=None, split: str = "all", download: bool = False) -> Dataset:
 
 
 @dataset("fashion_mnist", "image", "Fashion-MNIST, 70,000 28x28 greyscale clothing images (IDX files)",
-         present=lambda d: find_root("fashion_mnist", d, _mnist_here) is not None)
+         present=lambda d: find_root("fashion_mnist", d, _fashion_here) is not None)
 def fashion_mnist(data_dir=None, split: str = "all", download: bool = False) -> Dataset:
     return _load_idx_pair("fashion_mnist", data_dir, split, download, FASHION_NAMES)
 
