@@ -187,7 +187,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from cyphercat.data import download
 
-    path = download.fetch(args.name, Path(args.data_dir) if args.data_dir else None)
+    path = download.fetch(args.name, Path(args.data_dir) if args.data_dir else None, url=args.url,
+                          sha256=args.sha256)
     print(f"{args.name} is in {path}")
     return 0
 
@@ -249,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download a dataset (SHA-256 checked)")
     f.add_argument("name")
     f.add_argument("--data-dir", dest="data_dir")
+    f.add_argument("--url", help="a mirror of the official archive (needs --sha256)")
+    f.add_argument("--sha256", help="expected SHA-256 of the file at --url")
     f.set_defaults(func=cmd_data)
     return p
 

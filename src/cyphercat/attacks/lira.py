@@ -25,15 +25,22 @@ def _phi(lp: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _masked_stats(values: np.ndarray, mask: np.ndarray, global_variance: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over models (axis 0) of ``values`` (models, aug, samples) where ``mask`` (models, samples)."""
+    """Mean and std over models (axis 0) of ``values`` (models, aug, samples) where ``mask`` (models, samples).
+
+    The global variance is that of every value on this side pooled over candidates, as in the
+    authors' code (``np.std(dat_in)``): broad, but estimable with a single model per side. Per-example
+    variances need at least two models on the side; candidates with fewer fall back to the pooled one."""
     w = mask[:, None, :].astype(np.float64)
-    n = np.maximum(w.sum(axis=0), 1)
-    mu = (values * w).sum(axis=0) / n
-    var = (((values - mu) ** 2) * w).sum(axis=0) / np.maximum(n - 1, 1)
+    n = w.sum(axis=0)
+    mu = (values * w).sum(axis=0) / np.maximum(n, 1)
+    flat = values.transpose(1, 0, 2)[:, mask]                  # aug, (models·samples on this side)
+    pooled = flat.var(axis=1, ddof=1)[:, None] if flat.shape[1] > 1 else np.ones((values.shape[1], 1))
     if global_variance:
-        var = np.broadcast_to(np.median(var, axis=-1, keepdims=True), var.shape)
-    # no model on one side (possible with very few models): fall back to the global spread
-    var = np.where(w.sum(axis=0) > 1, var, np.median(var))
+        var = np.broadcast_to(pooled, mu.shape)
+    else:
+        var = (((values - mu) ** 2) * w).sum(axis=0) / np.maximum(n - 1, 1)
+        var = np.where(n > 1, var, pooled)
+    mu = np.where(n > 0, mu, (flat.mean(axis=1)[:, None] if flat.size else 0.0))
     return mu, np.sqrt(np.maximum(var, 1e-8))
 
 

@@ -36,7 +36,19 @@ class SplitPlan:
                                                "validation", "population")}
 
 
-def plan_splits(n: int, spec: SplitSpec, rng: np.random.Generator) -> SplitPlan:
+def plan_splits(n: int, spec: SplitSpec, rng: np.random.Generator, members: np.ndarray | None = None) -> SplitPlan:
+    """``members``: the records a target trained elsewhere used (bring your own target); the other
+    roles are drawn from the remaining records."""
+    if members is not None:
+        members = np.unique(np.asarray(members, dtype=np.int64))
+        if len(members) < 2 or members.min() < 0 or members.max() >= n:
+            raise CyphercatError("members", f"member indices must be at least 2 distinct records in 0..{n - 1}",
+                                 "give the dataset indices the target was trained on")
+        rest = plan_splits(n - len(members), spec.model_copy(update={"target_members": 0}), rng)
+        others = np.setdiff1d(np.arange(n), members)
+        parts = {k: others[v] for k, v in rest.as_dict().items()}
+        parts["members"] = members
+        return SplitPlan(**parts)
     sizes = [spec.target_members, spec.target_nonmembers, spec.shadow_members, spec.shadow_nonmembers,
              spec.validation]
     fixed = sum(sizes)

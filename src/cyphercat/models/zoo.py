@@ -86,7 +86,7 @@ def check_output(net: nn.Module, x: torch.Tensor, num_classes: int, field: str =
     try:
         with torch.no_grad():
             out = net(x[:2])
-    except RuntimeError as err:
+    except (RuntimeError, ValueError, IndexError) as err:
         raise CyphercatError(field, f"input of shape {tuple(x.shape[1:])} does not fit the model: {str(err).splitlines()[0]}",
                              "pick an architecture for this modality or reshape the data") from None
     if out.ndim != 2 or out.shape[1] != num_classes:
