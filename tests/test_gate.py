@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,100 @@ def test_unknown_paths_list_what_exists(text, problem, listing):
         check(RESULTS, parse_conditions([text]))
     assert err.value.field == "--fail-if"
     assert problem in str(err.value) and listing in str(err.value)
+
+
+# --- through the CLI ---------------------------------------------------------------------------------------
+# Fast tests stand a fabricated audit in for the pipeline (the gate and the exit codes are what is tested);
+# one slow test runs a real tiny audit end to end.
+
+
+class _FakeAudit:
+    def __init__(self, results, scores):
+        self.results, self.scores = results, scores
+
+    def to_dict(self):
+        return self.results
+
+
+@pytest.fixture
+def fake_pipeline(monkeypatch):
+    import json
+
+    from cyphercat import pipeline
+    from cyphercat.reports import write_all
+    from test_reports import fabricate
+
+    results, scores = fabricate(defenses=False)
+    calls = []
+
+    def run_audit(spec, out_dir=None, **kw):
+        calls.append(out_dir)
+        out = Path(out_dir)
+        out.mkdir(parents=True)
+        (out / "results.json").write_text(json.dumps(results))
+        write_all(out, results, scores)
+        return _FakeAudit(results, scores)
+
+    monkeypatch.setattr(pipeline, "run_audit", run_audit)
+    return calls
+
+
+def _cli(out: Path, *conditions: str) -> int:
+    from cyphercat.cli import main
+
+    argv = ["audit", "--out", str(out), "--quiet"]
+    for c in conditions:
+        argv += ["--fail-if", c]
+    return main(argv)
+
+
+def test_cli_gate_fail_exits_3_after_writing_outputs(fake_pipeline, tmp_path, capsys):
+    # The fabricated run's lira_online finds ~10% of members at 0.1% FPR (30 planted outliers of 300).
+    assert _cli(tmp_path / "out", "lira_online.tpr_at_fpr.0.001 > 0.05", "target.test_accuracy < 0.5") == 3
+    err = capsys.readouterr().err
+    assert "lira_online.tpr_at_fpr.0.001 > 0.05 (actual 0.1" in err and "test_accuracy" not in err
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "summary.md").is_file()
+
+
+def test_cli_gate_pass_exits_0(fake_pipeline, tmp_path, capsys):
+    assert _cli(tmp_path / "out", "lira_online.tpr_at_fpr.0.001 > 0.5", "best.auc < 0.5") == 0
+    assert "fail-if" not in capsys.readouterr().err
+
+
+def test_cli_malformed_condition_exits_2_before_the_audit(fake_pipeline, tmp_path, capsys):
+    assert _cli(tmp_path / "out", "loss.auc > 0.5", "loss.auc >> 0.5") == 2
+    err = capsys.readouterr().err
+    assert "--fail-if" in err and "comparison operator" in err and len(err.strip().splitlines()) == 1
+    assert fake_pipeline == []  # nothing was trained
+
+
+def test_cli_unknown_metric_exits_2_listing_attacks(fake_pipeline, tmp_path, capsys):
+    assert _cli(tmp_path / "out", "lira_offline.auc > 0.5") == 2
+    err = capsys.readouterr().err
+    assert "no attack or section 'lira_offline'" in err and "lira_online" in err
+
+
+SPEC = """
+seed: 0
+splits: {target_members: 150, target_nonmembers: 150, shadow_members: 150, shadow_nonmembers: 150}
+target: {model: {name: mlp, params: {hidden: [128]}}, training: {epochs: 40, batch_size: 64, lr: 0.003}}
+attacks: [loss, confidence]
+reference_models: 0
+metrics: {bootstrap: 50}
+"""
+
+
+@pytest.mark.slow
+def test_cli_gate_on_a_real_audit(tmp_path, capsys):
+    from cyphercat.cli import main
+
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    base = ["audit", str(tmp_path / "spec.yaml"), "--quiet", "--cache-dir", str(tmp_path / "cache")]
+    # An MLP trained to 100% on 150 digits leaks: the loss attack's AUC is well above 0.55.
+    assert main([*base, "--out", str(tmp_path / "fail"), "--fail-if", "loss.auc > 0.55"]) == 3
+    assert "loss.auc > 0.55 (actual 0." in capsys.readouterr().err
+    for name in ("results.json", "scores.npz", "report.html", "summary.md"):
+        assert (tmp_path / "fail" / name).is_file()
+    page = (tmp_path / "fail" / "report.html").read_text()
+    assert "An attacker identifies" in page and 'class="thumb"' in page  # digits thumbnails
+    assert main([*base, "--out", str(tmp_path / "pass"), "--fail-if", "loss.auc > 0.99"]) == 0

@@ -216,11 +216,20 @@ def test_terminal_table(run):
     buf = io.StringIO()
     print_results(results, Console(file=buf, width=200, color_system=None))
     out = buf.getvalue()
-    assert len(re.findall(r"\S+ \*", out)) == 3  # one strongest attack per evaluation
+    assert len(re.findall(r"\w \*", out)) == 3  # one strongest attack per evaluation
     first = out.split("dp_sgd-epsilon=1")[0]
     assert "lira_online *" in first and "confidence *" not in first
     assert "dp_sgd-epsilon=1" in out and "An attacker identifies" in out
-    assert "TPR@0.1% FPR" in out
+    assert "TPR@0.1%" in out and "recall" in out and "0.0%–" in out  # CIs shown
+
+
+def test_terminal_table_fits_80_columns(run):
+    results, _ = run
+    buf = io.StringIO()
+    print_results(results, Console(file=buf, width=80, color_system=None))
+    out = buf.getvalue()
+    assert "…" not in out and "lira_online *" in out and "recall" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
 
 
 def test_terminal_does_not_interpret_markup(run):

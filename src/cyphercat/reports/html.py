@@ -175,7 +175,8 @@ def build_context(results: dict[str, Any], scores: dict[str, np.ndarray], datase
     v = verdict(results)
     sp = results.get("splits") or {}
     splits = {"members": sp["members"], "nonmembers": sp.get("nonmembers", "?")} if "members" in sp else None
-    evaluations, notes = [], []
+    evaluations: list[dict[str, Any]] = []
+    notes: dict[str, list[str]] = {}
     for ev in results.get("evaluations") or []:
         fpr_cols, rows = attack_rows(ev)
         curves, missing = _curves(ev, scores)
@@ -188,8 +189,10 @@ def build_context(results: dict[str, Any], scores: dict[str, np.ndarray], datase
         })
         for a in ev.get("attacks") or []:
             for n in a.get("notes") or []:
-                if f"{a.get('name')}: {n}" not in notes:
-                    notes.append(f"{a.get('name')}: {n}")
+                # The same caveat usually applies to every attack: say it once, naming them all.
+                who = notes.setdefault(str(n), [])
+                if str(a.get("name")) not in who:
+                    who.append(str(a.get("name")))
     first = (results.get("evaluations") or [{}])[0]
     best = strongest_attack(first)
     histogram = None
@@ -209,7 +212,7 @@ def build_context(results: dict[str, Any], scores: dict[str, np.ndarray], datase
         "title": f"{ds.get('name', 'dataset')} · {model or 'model'}",
         "dataset": {"name": str(ds.get("name", "n/a")), "modality": ds.get("modality"), "n_records": ds.get("n_records")},
         "model": model, "verdict": v, "splits": splits,
-        "evaluations": evaluations, "notes": notes, "best": best and str(best.get("name")),
+        "evaluations": evaluations, "notes": [f"{n} ({', '.join(who)})" for n, who in notes.items()], "best": best and str(best.get("name")),
         "histogram": histogram,
         "exposed": [{"rank": e.rank, "index": e.index, "score": num(e.score, 4), "label": e.label,
                      "above": pct(e.nonmembers_above), "thumb": thumbs.get(e.index)} for e in exposed],

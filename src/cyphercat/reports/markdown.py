@@ -13,13 +13,17 @@ from typing import Any
 from cyphercat.reports.html import attack_rows
 from cyphercat.reports.verdict import ci_text, num, pct, verdict
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+# Inline markers escaped everywhere; block markers (#, -, +, "1.") only matter at the start of a line.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
+_MD_LINE_START = re.compile(r"^(\s*)([#+\-]|\d+\.)")
 
 
 def md_escape(text: Any) -> str:
     """Safe inside a table cell or a sentence: no HTML, no formatting, no column breaks, one line."""
     s = html.escape(str(text), quote=False).replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", s)
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    return _MD_LINE_START.sub(lambda m: m.group(1) + (m.group(2)[:-1] + "\\." if m.group(2).endswith(".")
+                                                     else "\\" + m.group(2)), s)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

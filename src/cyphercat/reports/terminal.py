@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -15,8 +16,18 @@ from cyphercat.reports.html import attack_rows, defense_label
 from cyphercat.reports.verdict import verdict
 
 
-def results_tables(results: dict[str, Any]) -> list[Table]:
+def _cell(value: str, ci: str) -> Text:
+    # The CI goes on a second, dim line so the table stays narrow enough for an 80-column terminal.
+    text = Text(value)
+    if ci:
+        text.append("\n" + ci, style="dim")
+    return text
+
+
+def results_tables(results: dict[str, Any], width: int = 120) -> list[Table]:
+    """One table per evaluation; below 100 columns precision and recall are left to the HTML report."""
     tables = []
+    wide = width >= 100
     for ev in results.get("evaluations") or []:
         fpr_cols, rows = attack_rows(ev)
         target = ev.get("target") or {}
@@ -24,21 +35,23 @@ def results_tables(results: dict[str, Any]) -> list[Table]:
         title = Text(f"{ev.get('id')}: {defense_label(ev)}")
         if isinstance(acc, int | float):
             title.append(f"  (test accuracy {100 * acc:.1f}%)")
-        table = Table(title=title, title_justify="left", header_style="bold")
-        table.add_column("attack")
-        table.add_column("AUC [95% CI]", justify="right")
+        table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+        table.add_column("attack", no_wrap=True)
+        table.add_column("AUC", justify="right", no_wrap=True)
         for f in fpr_cols:
-            table.add_column(f"TPR@{f} FPR", justify="right")
-        for col in ("adv.", "prec.", "recall"):
-            table.add_column(col, justify="right")
+            table.add_column(f"TPR@{f}", justify="right", no_wrap=True)
+        extra = ("adv.", "prec.", "recall") if wide else ("adv.",)
+        for col in extra:
+            table.add_column(col, justify="right", no_wrap=True)
         for r in rows:
-            style = "bold red" if r["strongest"] else None
-            auc = f"{r['auc']} [{r['auc_ci']}]" if r["auc_ci"] else r["auc"]
-            tprs = [f"{t['value']} [{t['ci']}]" if t["ci"] else t["value"] for t in r["tprs"]]
-            cells = [r["name"] + (" *" if r["strongest"] else ""), auc, *tprs, r["advantage"], r["precision"], r["recall"]]
-            table.add_row(*(Text(c) for c in cells), style=style)
+            cells = [Text(r["name"] + (" *" if r["strongest"] else "")), _cell(r["auc"], r["auc_ci"])]
+            cells += [_cell(t["value"], t["ci"]) for t in r["tprs"]]
+            cells += [Text(r["advantage"])] + ([Text(r["precision"]), Text(r["recall"])] if wide else [])
+            table.add_row(*cells, style="bold red" if r["strongest"] else None)
         if not rows:
-            table.add_row(Text("no membership attacks"), *(Text("") for _ in range(len(fpr_cols) + 4)))
+            table.add_row(Text("no membership attacks"), *(Text("") for _ in range(len(fpr_cols) + len(extra))))
+        table.caption = Text("TPR@x: members found at x false alarms; 95% CI below; * strongest")
+        table.caption_justify = "left"
         tables.append(table)
     return tables
 
@@ -46,7 +59,7 @@ def results_tables(results: dict[str, Any]) -> list[Table]:
 def print_results(results: dict[str, Any], console: Console | None = None) -> None:
     """One table per evaluation, then the verdict (the strongest attack is starred)."""
     console = console or Console()
-    for table in results_tables(results):
+    for table in results_tables(results, console.width):
         console.print(table)
     v = verdict(results)
     console.print(Text(v.headline, style="bold"))
