@@ -156,6 +156,7 @@ def test_report_has_every_section(run, ds, tmp_path):
         assert col in page
     assert 'id="exposed"' in page and page.count('class="thumb"') == 20
     assert "Model inversion" in page and "average.ssim" in page and "Attribute inference" in page
+    assert '<table class="records"><caption>per_class</caption>' in page  # per-class records as a table
     assert "members_accuracy" in page
     assert 'id="defenses"' in page and "Pareto" in page
     assert "3f2a9c0d11aa22bb" in page and "cyphercat audit examples/digits.yaml --out runs/x" in page
@@ -257,8 +258,10 @@ def test_compare_runs(tmp_path):
     assert rows[-1].present is False and rows[-2].present is True
     assert rows[0].tpr_main > rows[1].tpr_main  # leaky run vs clean run
     buf = io.StringIO()
-    print_compare(rows, Console(file=buf, width=200, color_system=None))
-    assert "not run" in buf.getvalue() and "TPR@1% FPR" in buf.getvalue()
+    print_compare(rows, Console(file=buf, width=80, color_system=None))
+    out = buf.getvalue()
+    assert "not run" in out and "TPR@1%" in out and "lira_online *" in out
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
     page = compare_html(rows)
     assert page.count('<tbody class="group">') == 3 and "not run" in page
     assert "<script" not in page and not re.search(r"(?:src|href)=", page)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -115,15 +116,32 @@ def compare_runs(dirs: list[Path]) -> list[CompareRow]:
     return rows
 
 
+def _cell(value: str, ci: str) -> Text:
+    text = Text(value)
+    if ci:
+        text.append("\n" + ci, style="dim")  # CI on its own line keeps the table within 80 columns
+    return text
+
+
 def compare_table(rows: list[CompareRow]) -> Table:
-    table = Table(title="Attacks across runs (* = strongest attack of that run)", title_justify="left",
-                  header_style="bold")
-    for i, h in enumerate(HEADER):
-        table.add_column(h, justify="left" if i < 3 else "right")
+    """Terminal view; the evaluation column appears only when the runs have more than one evaluation."""
+    table = Table(title="Attacks across runs (* = strongest attack of that run; 95% CI below)",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    several = len({r.evaluation for r in rows}) > 1
+    header = (["evaluation"] if several else []) + ["attack", "run", "acc.", "AUC", "TPR@0.1%", "TPR@1%", "adv."]
+    for h in header:
+        table.add_column(h, justify="left" if h in ("evaluation", "attack", "run") else "right", no_wrap=True)
     for i, r in enumerate(rows):
-        last_of_group = i + 1 == len(rows) or (rows[i + 1].evaluation, rows[i + 1].attack) != (r.evaluation, r.attack)
-        table.add_row(*(Text(c) for c in r.cells()), style="dim" if not r.present else None,
-                      end_section=last_of_group)
+        last = i + 1 == len(rows) or (rows[i + 1].evaluation, rows[i + 1].attack) != (r.evaluation, r.attack)
+        lead = [Text(r.evaluation)] if several else []
+        lead += [Text(r.attack + (" *" if r.strongest else "")), Text(r.run)]
+        if not r.present:
+            cells = [*lead, Text("not run"), *(Text("") for _ in range(4))]
+        else:
+            cells = [*lead, Text(pct(r.test_accuracy)), _cell(num(r.auc), ci_text(r.auc_ci)),
+                     _cell(pct(r.tpr_low, 2), ci_text(r.tpr_low_ci, True)),
+                     _cell(pct(r.tpr_main), ci_text(r.tpr_main_ci, True)), Text(num(r.advantage))]
+        table.add_row(*cells, style="dim" if not r.present else None, end_section=last)
     return table
 
 

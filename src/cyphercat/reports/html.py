@@ -97,25 +97,29 @@ def _curves(evaluation: dict[str, Any], scores: dict[str, np.ndarray]) -> tuple[
     return curves, missing
 
 
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Scalar leaves of an optional section (inversion, attribute inference) as (path, text) rows."""
-    rows: list[tuple[str, str]] = []
+def _text(v: Any) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.4g}"
+    return "—" if v is None else str(v)
+
+
+def _collect(obj: Any, prefix: str, rows: list, tables: list) -> None:
+    """Split an optional section (inversion, attribute inference) into scalar rows and, for lists of
+    records (per-class results), tables with one column per scalar field."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            rows += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(obj, list) and obj and all(isinstance(v, int | float | str | bool) for v in obj):
-        shown = ", ".join(num(v) if isinstance(v, float) else str(v) for v in obj[:12])
-        rows.append((prefix, shown + (" …" if len(obj) > 12 else "")))
-    elif isinstance(obj, list) and any(isinstance(v, list) for v in obj):
-        rows.append((prefix, f"array of {len(obj)} rows (see results.json)"))
+            _collect(v, f"{prefix}.{k}" if prefix else str(k), rows, tables)
+    elif isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        cols = list(dict.fromkeys(k for v in obj for k, x in v.items() if not isinstance(x, dict | list)))
+        body = [[_text(v.get(c)) for c in cols] for v in obj[:MAX_SECTION_ROWS]]
+        tables.append({"title": prefix, "columns": cols, "rows": body,
+                       "truncated": max(len(obj) - MAX_SECTION_ROWS, 0)})
+    elif isinstance(obj, list) and any(isinstance(v, list | dict) for v in obj):
+        rows.append((prefix, f"array of {len(obj)} items (see results.json)"))
     elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            rows += _flatten(v, f"{prefix}[{i}]")
-    elif isinstance(obj, float):
-        rows.append((prefix, num(obj, 4)))
+        rows.append((prefix, ", ".join(_text(v) for v in obj[:12]) + (" …" if len(obj) > 12 else "")))
     elif obj is not None:
-        rows.append((prefix, str(obj)))
-    return rows
+        rows.append((prefix, _text(obj)))
 
 
 def _embedded_image(name: Any, out_dir: Path | None) -> str | None:
@@ -134,9 +138,14 @@ def _section(evaluation: dict[str, Any], key: str, out_dir: Path | None) -> dict
     if not isinstance(part, dict) or not part:
         return None
     images = [uri for v in part.values() if (uri := _embedded_image(v, out_dir))]
-    rows = [(k, v) for k, v in _flatten(part) if not v.lower().endswith(".png")]
+    rows: list[tuple[str, str]] = []
+    tables: list[dict[str, Any]] = []
+    _collect(part, "", rows, tables)
+    rows = [(k, v) for k, v in rows if not v.lower().endswith(".png")]
+    # Headline numbers first (the attack's averages, then the baseline's), settings and details after.
+    rows.sort(key=lambda kv: 0 if kv[0].startswith("average") else 1 if ".average" in kv[0] else 2)
     return {"id": str(evaluation.get("id")), "images": images, "rows": rows[:MAX_SECTION_ROWS],
-            "truncated": max(len(rows) - MAX_SECTION_ROWS, 0)}
+            "truncated": max(len(rows) - MAX_SECTION_ROWS, 0), "tables": tables}
 
 
 def _thumbs(dataset: Any, indices: list[int]) -> dict[int, str]:
