@@ -1,0 +1,73 @@
+"""Seconds per model: the one-model trainer in a loop vs the ensemble trainer, in the same run.
+
+Each of M default MLPs (hidden [512], adam lr 1e-3, batch 64) trains on a random 300-record half of
+600 digits records, as LiRA/RMIA reference models would. Also prints the largest weight difference
+between the two paths (they should agree to float rounding).
+
+    .venv/bin/python benchmarks/bench_ensemble.py                 # 300 epochs, M = 16 and 64
+    .venv/bin/python benchmarks/bench_ensemble.py --epochs 20 --models 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from cyphercat.config import TrainingSpec
+from cyphercat.data.base import load_dataset
+from cyphercat.models.zoo import build_model
+from cyphercat.training.ensemble import train_ensemble
+from cyphercat.training.trainer import train_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--models", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    ds = load_dataset("digits", {})
+    x, y = ds.x[:600], ds.y[:600]
+    training = TrainingSpec(optimizer="adam", lr=1e-3, batch_size=64, epochs=args.epochs)
+
+    def build(s: int) -> torch.nn.Module:
+        return build_model("mlp", {"hidden": [512]}, ds.input_shape, ds.num_classes, seed=s)
+
+    # one-time costs (kernel selection, allocator warm-up) should not count against either path
+    warm = TrainingSpec(optimizer="adam", lr=1e-3, batch_size=64, epochs=2)
+    train_model(build(0), x[:300], y[:300], warm, seed=0, device=args.device)
+    train_ensemble(build, [0, 1], x, y, [np.arange(300), np.arange(300, 600)], warm, [0, 1], device=args.device)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+          f"epochs {args.epochs}")
+    print("wall = elapsed seconds per model; cpu = process CPU seconds per model (all threads), which a busy\n"
+          "machine distorts less")
+    print(f"{'M':>4} {'one-model wall':>15} {'ensemble wall':>14} {'speed-up':>9} "
+          f"{'one-model cpu':>14} {'ensemble cpu':>13} {'cpu ratio':>10} {'max |diff|':>11}")
+    for m in args.models:
+        rng = np.random.default_rng(args.seed + m)
+        sets = [np.sort(rng.choice(600, 300, replace=False)) for _ in range(m)]
+        init_seeds = [1000 + i for i in range(m)]
+        train_seeds = [2000 + i for i in range(m)]
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        fast = train_ensemble(build, init_seeds, x, y, sets, training, train_seeds, device=args.device)
+        t_ens, c_ens = (time.perf_counter() - t0) / m, (time.process_time() - c0) / m
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        slow = [train_model(build(init_seeds[i]), x[sets[i]], y[sets[i]], training, seed=train_seeds[i],
+                            device=args.device).state_dict() for i in range(m)]
+        t_one, c_one = (time.perf_counter() - t0) / m, (time.process_time() - c0) / m
+
+        diff = max((a[k] - b[k]).abs().max().item() for a, b in zip(fast, slow, strict=True) for k in a)
+        print(f"{m:>4} {t_one:>15.3f} {t_ens:>14.3f} {t_one / t_ens:>8.1f}x "
+              f"{c_one:>14.3f} {c_ens:>13.3f} {c_one / c_ens:>9.1f}x {diff:>11.2e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
