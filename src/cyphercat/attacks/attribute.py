@@ -139,7 +139,9 @@ class AttributeInference(Attack):
         if isinstance(feature, bool) or not isinstance(feature, int | np.integer) or not 0 <= feature < n_features:
             raise CyphercatError(f"{field}.feature", f"column {feature!r} is outside 0..{n_features - 1}",
                                  "give the index of a column of the dataset")
-        values = self.values if self.values is not None else ds.extra.get("sensitive_values")
+        values = self.values
+        if values is None and feature == ds.extra.get("sensitive_feature"):
+            values = ds.extra.get("sensitive_values")
         if values is None:
             values = np.unique(ds.x[population, feature])
             if len(values) > MAX_VALUES:
