@@ -38,6 +38,7 @@ class DefenseData:
     num_classes: int
     modality: str
     value_range: tuple[float, float] | None = None
+    training: TrainingSpec | None = None  # the target's training recipe (MemGuard's defender shadow model)
 
 
 class Defense:
@@ -54,6 +55,10 @@ class Defense:
     def info(self) -> dict[str, Any]:
         """Facts measured while applying the defense (e.g. ``{"epsilon": 0.98, "delta": 1e-3}``)."""
         return dict(getattr(self, "info_", {}))
+
+    def check(self, aux: DefenseData) -> None:
+        """Fail fast, before anything is trained, when the defense cannot apply to this setting
+        (raise :class:`CyphercatError` naming the defense). The default accepts everything."""
 
     def train(self, net: nn.Module, x: np.ndarray, y: np.ndarray, training: TrainingSpec, seed: int,
               device, aux: DefenseData) -> nn.Module:
