@@ -101,6 +101,19 @@ class ModelCache:
             raise CyphercatError("cache.dir", f"cannot write to {self.root}: {err}",
                                  "point cache.dir (or CYPHERCAT_CACHE) at a writable directory, or use --no-cache") from None
 
+    def check(self) -> None:
+        """Fail before anything is trained when the cache directory cannot be written."""
+        if not self.enabled:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as err:
+            raise CyphercatError("cache.dir", f"cannot write to {self.root}: {err.strerror or err}",
+                                 "point cache.dir (or CYPHERCAT_CACHE) at a writable directory, or use --no-cache") from None
+
     def info(self) -> dict[str, Any]:
         entries = list(self.root.glob("*/*.json")) if self.root.exists() else []
         size = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file()) if self.root.exists() else 0

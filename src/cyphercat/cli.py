@@ -259,14 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        level = logging.DEBUG if args.verbose else logging.WARNING
-        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        from cyphercat.progress import setup_logging
+
+        setup_logging(quiet=getattr(args, "quiet", False), verbose=args.verbose)
         return args.func(args)
     except CyphercatError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except GateFailed as err:
-        print("fail-if: " + "; ".join(err.failures), file=sys.stderr)
+        print("fail-if: conditions hold:\n" + "\n".join(f"  {f}" for f in err.failures), file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("interrupted: finished models are cached; run the same command again to resume", file=sys.stderr)

@@ -70,6 +70,8 @@ class TrainingSpec(Strict):
 class ModelTraining(Strict):
     model: ModelSpec = ModelSpec(name="mlp", params={"hidden": [512]})
     training: TrainingSpec = TrainingSpec()
+    weights: str | None = Field(None, description="target only: audit these trained weights (safetensors or a "
+                                "torch weights_only file) instead of training; needs splits.members_file")
 
 
 class SplitSpec(Strict):
@@ -79,6 +81,8 @@ class SplitSpec(Strict):
     shadow_nonmembers: int = Field(300, ge=0)
     validation: int = Field(0, ge=0)
     population: int | None = Field(None, ge=0, description="records left for population data; None = the rest")
+    members_file: str | None = Field(None, description="indices (.npy or one per line) of the records a target "
+                                     "trained elsewhere used; the other roles come from the remaining records")
 
 
 class MetricsSpec(Strict):
@@ -91,6 +95,9 @@ class CacheSpec(Strict):
     enabled: bool = True
     dir: str | None = None
 
+
+# Fields that never change the numbers of a run: left out of its hash and of results.json.
+EXECUTION_FIELDS = ("backend", "workers", "ray_address", "cache")
 
 DEFAULT_ATTACKS = ("ml_leaks_1", "ml_leaks_2", "ml_leaks_3", "loss", "confidence", "entropy", "modified_entropy")
 
@@ -154,8 +161,13 @@ class AuditSpec(Strict):
     def canonical(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def recorded(self) -> dict[str, Any]:
+        """The spec without execution settings (how and where to run, not what): results.json and the
+        hash, so a run on Ray or a process pool is byte-identical to a serial one."""
+        return {k: v for k, v in self.canonical().items() if k not in EXECUTION_FIELDS}
+
     def hash(self) -> str:
-        return canonical_hash(self.canonical())
+        return canonical_hash(self.recorded())
 
 
 def canonical_hash(obj: Any) -> str:
@@ -165,7 +177,8 @@ def canonical_hash(obj: Any) -> str:
 
 def _format_validation_error(err: ValidationError) -> CyphercatError:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "spec"
+    # a field name from the user's file may hold anything (newlines included): keep the message one line
+    loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in first["loc"]) or "spec"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         return CyphercatError(loc, "unknown spec field", "remove it or check its spelling (see examples/*.yaml)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +16,18 @@ import numpy as np
 import torch
 
 from cyphercat.augment import augmentations
-from cyphercat.backends import JobEnv, TrainJob
+from cyphercat.backends import JobEnv, ModelBuilder, TrainJob, job_key
 from cyphercat.cache import ModelCache
 from cyphercat.config import AuditSpec, DefenseSpec, ModelTraining
 from cyphercat.data.base import Dataset
 from cyphercat.data.splits import SplitPlan, membership_matrix
 from cyphercat.defenses.base import Defense, DefenseData, make_defense
 from cyphercat.errors import CyphercatError
-from cyphercat.models.zoo import build_model
+from cyphercat.models.sklearn import features as sk_features
+from cyphercat.models.sklearn import predict_proba as sk_predict_proba
+from cyphercat.models.zoo import is_sklearn
 from cyphercat.progress import get_progress
+from cyphercat.registry import MODELS
 from cyphercat.seeding import Seeds
 from cyphercat.target import Model
 
@@ -71,21 +74,20 @@ class RunShared:
     out_dir: Path | None = None
     model_params: dict[str, Any] = field(default_factory=dict)
     memo: dict[Any, Any] = field(default_factory=dict)
-    trained: int = 0
+    target: Model | None = None  # a target trained elsewhere (bring your own); None = train it here
 
     @cached_property
     def aux(self) -> DefenseData:
         ds, plan = self.dataset, self.plan
         target = self.spec.target
 
-        def build(seed: int) -> torch.nn.Module:
-            return build_model(target.model.name, {**self.model_params, **target.model.params},
-                               ds.input_shape, ds.num_classes, seed=seed, field="target.model")
-
+        # a ModelBuilder, not a closure: process and Ray workers receive it with the job environment
+        build = ModelBuilder(target.model.name, {**self.model_params, **target.model.params},
+                             tuple(ds.input_shape), ds.num_classes, "target.model")
         return DefenseData(reference_x=ds.x[plan.population], reference_y=ds.y[plan.population],
                            validation_x=ds.x[plan.validation], validation_y=ds.y[plan.validation],
                            build=build, num_classes=ds.num_classes, modality=ds.modality,
-                           value_range=ds.value_range)
+                           value_range=ds.value_range, training=target.training)
 
     @cached_property
     def env(self) -> JobEnv:
@@ -126,15 +128,73 @@ class AuditContext:
 
     def _run_jobs(self, jobs: list[TrainJob], env: JobEnv, description: str):
         bar = get_progress().task(description, total=len(jobs))
-        for i, state, info in self.shared.backend.run(jobs, env, self.shared.cache, on_done=bar.advance):
-            yield i, state, info
+        if jobs and is_sklearn(MODELS.get(jobs[0].model.name)):
+            # scikit-learn estimators are refitted every run: caching them would need pickle.
+            for i, job in enumerate(jobs):
+                if job.defense is not None:
+                    raise CyphercatError("defenses", f"{job.defense.name} changes how a torch model trains; "
+                                         f"{job.model.name} is a scikit-learn estimator", "use an output defense")
+                est = env.build(job)
+                est.fit(sk_features(env.x[job.indices]), env.y[job.indices])
+                bar.advance()
+                yield i, est, {}
+            return
+        store = self.shared.memo.setdefault("states", {})
+        keys = [job_key(j, env) for j in jobs]
+        todo = [i for i, k in enumerate(keys) if k not in store]
+        for i in (i for i, k in enumerate(keys) if k in store):
+            bar.advance()
+            yield (i, *store[k])
+        for j, state, info in self.shared.backend.run([jobs[i] for i in todo], env, self.shared.cache,
+                                                      on_done=bar.advance):
+            if not self.shared.cache.enabled:  # the cache would otherwise serve the next lookup
+                store[keys[todo[j]]] = (state, info)
+            yield todo[j], state, info
+
+    def _model(self, obj: Any, env: JobEnv, info: dict) -> Model:
+        if isinstance(obj, torch.nn.Module):
+            return Model(obj, device=self.device, info=info)
+        return Model(predict_proba=partial(sk_predict_proba, obj, num_classes=env.num_classes), info=info)
 
     def _load(self, job: TrainJob, env: JobEnv, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+        if not isinstance(state, dict):  # a fitted scikit-learn estimator
+            return state
         net = env.build(job)
         if self.defense is not None and job.defense is not None and hasattr(self.defense, "prepare_module"):
             net = self.defense.prepare_module(net)
         net.load_state_dict(state)
         return net.to(self.device).eval()
+
+    def _job(self, role: str, idx: np.ndarray, mt: ModelTraining, dspec: DefenseSpec | None) -> TrainJob:
+        return TrainJob(role, np.asarray(idx), mt.model, mt.training, self.seeds.int(role, "init"),
+                        self.seeds.int(role, "train"), dspec)
+
+    def _reference_jobs(self, m: int, dspec: DefenseSpec | None) -> tuple[np.ndarray, list[TrainJob]]:
+        membership = membership_matrix(m, self.n_candidates, self.seeds.numpy("membership", m))
+        mt = self.spec.target
+        jobs = [TrainJob(f"reference{i}", self.plan.candidates[membership[i]], mt.model, mt.training,
+                         self.seeds.int("reference", i, "init"), self.seeds.int("reference", i, "train"), dspec)
+                for i in range(m)]
+        return membership, jobs
+
+    def prefetch(self, needs: set[str]) -> None:
+        """Train, in one backend call, every model the attacks will ask for, so the backend can batch the
+        target, the shadow and the reference models into ensembles (bit-identical to training them one
+        by one). Later lookups then hit the cache, or the in-memory store when the cache is off."""
+        if is_sklearn(MODELS.get(self.spec.target.model.name)):
+            return
+        jobs = []
+        if self.shared.target is None and not self.spec.target.weights:
+            jobs.append(self._job("target", self.plan.members, self.spec.target, self._training_defense(False)))
+        if "shadow" in needs and len(self.plan.shadow_in) and len(self.plan.shadow_out) \
+                and not is_sklearn(MODELS.get(self.spec.shadow_training.model.name)):
+            jobs.append(self._job("shadow", self.plan.shadow_in, self.spec.shadow_training,
+                                  self._training_defense(True)))
+        if "reference" in needs and self.spec.reference_models >= 2 and self.spec.reference_models % 2 == 0:
+            jobs += self._reference_jobs(self.spec.reference_models, self._training_defense(True))[1]
+        if len(jobs) > 1:
+            for _ in self._run_jobs(jobs, self.shared.env, "training models"):
+                pass
 
     def train_model(self, role: str, idx: np.ndarray, model_training: ModelTraining | None = None, *,
                     attacker: bool = True, defended: bool = True) -> Model:
@@ -143,8 +203,7 @@ class AuditContext:
         attacker knows it; ``defended=False`` never applies it."""
         mt = model_training or self.spec.target
         dspec = self._training_defense(attacker) if defended else None
-        job = TrainJob(role, np.asarray(idx), mt.model, mt.training, self.seeds.int(role, "init"),
-                       self.seeds.int(role, "train"), dspec)
+        job = self._job(role, idx, mt, dspec)
         env = self.shared.env
         memo_key = ("model", role, mt.model_dump_json(), dspec.model_dump_json() if dspec else None,
                     hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest())
@@ -152,11 +211,26 @@ class AuditContext:
             [(_, state, info)] = list(self._run_jobs([job], env, f"training {role}"))
             self.shared.memo[memo_key] = (self._load(job, env, state), info)
         net, info = self.shared.memo[memo_key]
-        model = Model(net, device=self.device, info=info)
+        model = self._model(net, env, info)
         return self._wrap(model, attacker, role) if defended else model
 
     @cached_property
     def target(self) -> Model:
+        if self.shared.target is not None:
+            if self._training_defense(False) is not None:
+                raise CyphercatError("defenses", f"{self.defense_spec.name} changes training, but the target was "
+                                     "trained elsewhere", "audit a target trained by cyphercat, or use output defenses")
+            return self._wrap(self.shared.target, False, "target")
+        if self.spec.target.weights:
+            if self._training_defense(False) is not None:
+                raise CyphercatError("defenses", f"{self.defense_spec.name} changes training, but target.weights "
+                                     "were trained elsewhere", "drop target.weights or use output defenses")
+            from cyphercat.pretrained import load_weights
+
+            net = self.shared.env.build(TrainJob("target", self.plan.members, self.spec.target.model,
+                                                 self.spec.target.training, 0, 0))
+            net = load_weights(net, self.spec.target.weights).to(self.device)
+            return self._wrap(Model(net, device=self.device), False, "target")
         return self.train_model("target", self.plan.members, attacker=False)
 
     @cached_property
@@ -185,7 +259,7 @@ class AuditContext:
         if key not in self.shared.memo:
             [(_, state, _info)] = list(self._run_jobs([job], env, "training transfer shadow"))
             self.shared.memo[key] = self._load(job, env, state)
-        model = self._wrap(Model(self.shared.memo[key], device=self.device), True, "transfer_shadow")
+        model = self._wrap(self._model(self.shared.memo[key], env, {}), True, "transfer_shadow")
         return Shadow(model, ds, in_idx, out_idx)
 
     # ---- signals ------------------------------------------------------------------------------
@@ -233,17 +307,12 @@ class AuditContext:
         if memo is not None and memo.log_probs.shape[1] >= n_aug:
             return ReferencePool(memo.membership, memo.log_probs[:, :n_aug], memo.query_idx, memo.n_candidates)
         n_cand = self.n_candidates
-        membership = membership_matrix(m, n_cand, self.seeds.numpy("membership", m))
-        mt = self.spec.target
-        jobs = [TrainJob(f"reference{i}", self.plan.candidates[membership[i]], mt.model, mt.training,
-                         self.seeds.int("reference", i, "init"), self.seeds.int("reference", i, "train"), dspec)
-                for i in range(m)]
+        membership, jobs = self._reference_jobs(m, dspec)
         queries = self.query_inputs(n_aug)
         out = None
         env = self.shared.env
         for i, state, info in self._run_jobs(jobs, env, f"reference models ({m})"):
-            model = self._wrap(Model(self._load(jobs[i], env, state), device=self.device, info=info), True,
-                               f"reference{i}")
+            model = self._wrap(self._model(self._load(jobs[i], env, state), env, info), True, f"reference{i}")
             lp = np.stack([model.log_probs(q) for q in queries])
             if out is None:
                 out = np.zeros((m,) + lp.shape, np.float32)

@@ -33,9 +33,10 @@ from cyphercat.errors import CyphercatError
 from cyphercat.metrics import evaluate
 from cyphercat.models.zoo import build_model, check_output
 from cyphercat.progress import get_progress
-from cyphercat.registry import MODELS
+from cyphercat.registry import DEFENSES, MODELS
 from cyphercat.results import AttackResult, AuditResult, Evaluation, dumps, save_scores, write_atomic
 from cyphercat.seeding import Seeds
+from cyphercat.target import Model
 from cyphercat.training.trainer import resolve_device, to_tensor
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,13 @@ def _metrics(out: MembershipOutput, is_member: np.ndarray, spec: AuditSpec, seed
 
 def _evaluate_one(ctx: AuditContext, attacks: list[tuple[str, dict]], scores: dict[str, np.ndarray]) -> Evaluation:
     spec, seeds, plan = ctx.spec, ctx.seeds, ctx.plan
+    made = [make_attack(name, params, random_state=seeds.int("attack", name, ctx.evaluation_id))
+            for name, params in attacks]
+    ctx.prefetch(set().union(*(a.requires() for a in made)))
     target = ctx.target
     test_idx = np.concatenate([plan.nonmembers, plan.population])
+    if any(getattr(DEFENSES.get(d.name), "trains_on_population", False) for d in spec.defenses):
+        test_idx = plan.nonmembers  # a distilled student trained on the population: not test data for any row
     target_info = {"train_accuracy": target.accuracy(ctx.dataset.x[plan.members], ctx.dataset.y[plan.members]),
                    "test_accuracy": target.accuracy(ctx.dataset.x[test_idx], ctx.dataset.y[test_idx])}
     defense: dict[str, Any] = {"name": "none", "params": {}, "stage": None, "epsilon": None}
@@ -89,9 +95,8 @@ def _evaluate_one(ctx: AuditContext, attacks: list[tuple[str, dict]], scores: di
                    "epsilon": info.get("epsilon"), **{k: v for k, v in info.items() if k != "epsilon"}}
     results, extras = [], {}
     bar = get_progress().task(f"attacks [{ctx.evaluation_id}]", total=len(attacks))
-    for name, params in attacks:
+    for (name, _), attack in zip(attacks, made, strict=True):
         t0 = time.perf_counter()
-        attack = make_attack(name, params, random_state=seeds.int("attack", name, ctx.evaluation_id))
         out = attack.run(ctx)
         if isinstance(out, MembershipOutput):
             m = _metrics(out, ctx.is_member, spec, seeds, (name, ctx.evaluation_id))
@@ -104,13 +109,21 @@ def _evaluate_one(ctx: AuditContext, attacks: list[tuple[str, dict]], scores: di
 
 
 def prepare_run(spec: AuditSpec, *, dataset: Dataset | None = None, data_dir: Path | None = None,
-                out_dir: Path | None = None, cache: ModelCache | None = None) -> tuple[RunShared, list]:
+                out_dir: Path | None = None, cache: ModelCache | None = None,
+                target: Model | None = None, members: np.ndarray | None = None) -> tuple[RunShared, list]:
     """Load and check everything; raise CyphercatError before any training if something doesn't fit."""
     seeds = Seeds(spec.seed)
     device = resolve_device(spec.device)
     ds = check_dataset(dataset) if dataset is not None else load_dataset(spec.dataset.name, spec.dataset.params,
                                                                          data_dir)
-    plan = plan_splits(len(ds), spec.splits, seeds.numpy("split"))
+    if members is None and spec.splits.members_file:
+        from cyphercat.pretrained import load_members
+
+        members = load_members(spec.splits.members_file)
+    if spec.target.weights and members is None:
+        raise CyphercatError("splits.members_file", "target.weights is set but nothing says which records it "
+                             "trained on", "set splits.members_file to the indices of its training records")
+    plan = plan_splits(len(ds), spec.splits, seeds.numpy("split"), members)
     if ds.prepare is not None:
         ds = check_dataset(ds.prepare(ds, plan.members).replace(prepare=None))
     model_params = _model_params(spec.target.model.name, ds)
@@ -130,13 +143,21 @@ def prepare_run(spec: AuditSpec, *, dataset: Dataset | None = None, data_dir: Pa
             shadow_ds = shadow_ds.prepare(shadow_ds, np.arange(len(shadow_ds))).replace(prepare=None)
     backend = get_backend(spec.backend, workers=spec.workers, address=spec.ray_address)
     cache = cache or ModelCache(spec.cache.dir, enabled=spec.cache.enabled)
-    shared = RunShared(spec, seeds, device, ds, plan, cache, backend, shadow_ds, out_dir, model_params)
+    cache.check()
+    shared = RunShared(spec, seeds, device, ds, plan, cache, backend, shadow_ds, out_dir, model_params,
+                       target=target)
+    for d in defenses:  # e.g. DP-SGD on a layer Opacus cannot fix: fail before the baseline trains
+        make_defense(d.name, d.params, f"defenses.{d.name}").check(shared.aux)
     return shared, [None, *defenses]
 
 
 def run_audit(spec: AuditSpec, out_dir: str | Path | None = None, *, dataset: Dataset | None = None,
               data_dir: str | Path | None = None, command: str = "", cache: ModelCache | None = None,
+              target: Model | None = None, members: np.ndarray | None = None,
               write_reports: bool = True) -> AuditResult:
+    """Run the audit ``spec`` describes. ``dataset`` replaces the spec's dataset (bring your own data);
+    ``target`` is a model trained elsewhere on ``dataset[members]`` (bring your own target: give the
+    ``members`` indices it trained on; the other roles are drawn from the remaining records)."""
     t0 = time.perf_counter()
     final = Path(out_dir) if out_dir is not None else None
     work = None
@@ -145,7 +166,7 @@ def run_audit(spec: AuditSpec, out_dir: str | Path | None = None, *, dataset: Da
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         shared, evaluations = prepare_run(spec, dataset=dataset, data_dir=Path(data_dir) if data_dir else None,
-                                          out_dir=work, cache=cache)
+                                          out_dir=work, cache=cache, target=target, members=members)
         scores: dict[str, np.ndarray] = {"candidates": shared.plan.candidates.astype(np.int64),
                                          "is_member": shared.plan.is_member,
                                          **{f"split/{k}": v.astype(np.int64) for k, v in shared.plan.as_dict().items()}}
@@ -156,7 +177,7 @@ def run_audit(spec: AuditSpec, out_dir: str | Path | None = None, *, dataset: Da
             evals.append(_evaluate_one(ctx, attack_specs, scores))
         ds = shared.dataset
         result = AuditResult(
-            spec=spec.canonical(), spec_hash=spec.hash(), seed=spec.seed, command=command or "python api",
+            spec=spec.recorded(), spec_hash=spec.hash(), seed=spec.seed, command=command or "python api",
             environment=environment(shared.device),
             dataset={"name": ds.name, "modality": ds.modality, "num_classes": ds.num_classes,
                      "input_shape": list(ds.input_shape), "n_records": len(ds)},

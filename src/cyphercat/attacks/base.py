@@ -41,6 +41,12 @@ class Attack:
     # what the attacker observes: "scores" (posteriors) or "labels" (predicted labels only)
     observes: ClassVar[str] = "scores"
     modalities: ClassVar[tuple[str, ...]] = ("image", "audio", "text", "tabular")
+    # models the attack asks the context for ("shadow", "transfer", "reference"), so the pipeline can
+    # train them all in one batched call before the attack runs
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def requires(self) -> frozenset[str]:
+        return self.needs
 
     def __init__(self, random_state: int | np.random.Generator | None = None):
         self.random_state = random_state

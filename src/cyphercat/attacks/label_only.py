@@ -35,6 +35,7 @@ class LabelOnly(Attack):
     description = "label-only data-augmentation attack: label robustness under augmentations (Choquette-Choo 2021)"
     observes = "labels"
     modalities = ("image", "audio", "tabular")
+    needs = frozenset({"shadow"})
 
     def __init__(self, augmentations: int = 10, noise: float = 1.0, random_state=None):
         self.augmentations = augmentations

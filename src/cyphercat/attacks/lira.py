@@ -46,6 +46,7 @@ def _masked_stats(values: np.ndarray, mask: np.ndarray, global_variance: bool) -
 
 class _LiRA(Attack):
     online = True
+    needs = frozenset({"reference"})
 
     def __init__(self, augmentations: int = 1, global_variance: bool | None = None, random_state=None):
         self.augmentations = augmentations

@@ -27,6 +27,9 @@ class MetricAttack(Attack):
         if calibrate not in ("shadow", "none"):
             raise ValueError("calibrate must be 'shadow' or 'none'")
 
+    def requires(self) -> frozenset[str]:
+        return frozenset({"shadow"}) if self.calibrate == "shadow" else frozenset()
+
     def _raw(self, lp: np.ndarray, labels: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 

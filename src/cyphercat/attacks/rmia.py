@@ -21,6 +21,7 @@ from cyphercat.metrics import auc
 
 class _RMIA(Attack):
     online = True
+    needs = frozenset({"reference"})
 
     def __init__(self, gamma: float = 1.0, a: float | str = "auto", n_population: int = 5000,
                  augmentations: int = 1, random_state=None):

@@ -19,6 +19,7 @@ class ShadowModelAttack(Attack):
     and training come from the spec's ``attack_model`` (an MLP with one small hidden layer, as in the paper)."""
 
     transfer = False
+    needs = frozenset({"shadow"})
 
     def __init__(self, top_k: int = 3, random_state=None):
         self.top_k = top_k
@@ -54,6 +55,7 @@ class MLLeaks1(ShadowModelAttack):
 class MLLeaks2(ShadowModelAttack):
     description = "ML-Leaks adversary 2: shadow model trained on a different dataset (data transfer)"
     transfer = True
+    needs = frozenset({"transfer"})
 
 
 @attack("ml_leaks_3")
