@@ -107,6 +107,8 @@ def job_key(job: TrainJob, env: JobEnv) -> str:
         "training": job.training.model_dump(mode="json"),
         "defense": job.defense.model_dump(mode="json") if job.defense else None,
         "init_seed": job.init_seed, "train_seed": job.train_seed, "device": env.device.type,
+        # ensemble-trained weights depend (at float rounding) on the grouping: a new group size, new keys
+        "group_size": GROUP_SIZE if _batchable(job) else 1,
     })
 
 
