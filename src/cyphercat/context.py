@@ -144,7 +144,7 @@ class AuditContext:
         todo = [i for i, k in enumerate(keys) if k not in store]
         for i in (i for i, k in enumerate(keys) if k in store):
             bar.advance()
-            yield (i, *store[k])
+            yield (i, *store[keys[i]])
         for j, state, info in self.shared.backend.run([jobs[i] for i in todo], env, self.shared.cache,
                                                       on_done=bar.advance):
             if not self.shared.cache.enabled:  # the cache would otherwise serve the next lookup
