@@ -38,6 +38,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ensemble.py
 	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_backends.py
 
 clean:
 	rm -rf runs .pytest_cache build src/*.egg-info

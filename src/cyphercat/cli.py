@@ -87,6 +87,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print_results(results)
         except ImportError:
             pass
+        if results.get("scorecard"):
+            from cyphercat.scorecard import print_scorecard
+
+            print_scorecard(results["scorecard"])
         print(f"results written to {out}/results.json")
     if conditions:
         from cyphercat.gate import check
