@@ -99,7 +99,8 @@ class CacheSpec(Strict):
 # Fields that never change the numbers of a run: left out of its hash and of results.json.
 EXECUTION_FIELDS = ("backend", "workers", "ray_address", "cache")
 
-DEFAULT_ATTACKS = ("ml_leaks_1", "ml_leaks_2", "ml_leaks_3", "loss", "confidence", "entropy", "modified_entropy")
+DEFAULT_ATTACKS = ("ml_leaks_1", "ml_leaks_2", "ml_leaks_3", "loss", "confidence", "entropy", "modified_entropy",
+                   "lira_online", "lira_offline", "rmia_online", "rmia_offline", "label_only", "gap")
 
 
 class AuditSpec(Strict):
