@@ -1,7 +1,8 @@
 """DP-SGD (Abadi et al. 2016) through Opacus: per-sample clipping to ``max_grad_norm``, Gaussian noise
 of ``noise_multiplier · max_grad_norm``, Poisson-sampled batches, and an accountant for ε at δ.
 
-Give a target ``epsilon`` (Opacus picks the noise multiplier, ``make_private_with_epsilon``) or a
+``epochs``, ``batch_size`` and ``lr`` override the target's training spec for this defense only (DP
+training usually wants fewer, larger batches and a larger step). Give a target ``epsilon`` (Opacus picks the noise multiplier, ``make_private_with_epsilon``) or a
 ``noise_multiplier`` (``make_private``); with neither, ε = 8. δ defaults to 1/N for N training records.
 The ε the accountant reports after training is recorded in the results (``info_``).
 
@@ -61,7 +62,7 @@ class DPSGD(Defense):
 
     def __init__(self, epsilon: float | None = None, noise_multiplier: float | None = None, delta: float | None = None,
                  max_grad_norm: float = 1.0, epochs: int | None = None, batch_size: int | None = None,
-                 accountant: str = "rdp"):
+                 lr: float | None = None, accountant: str = "rdp"):
         if epsilon is not None and noise_multiplier is not None:
             raise CyphercatError(FIELD, "both epsilon and noise_multiplier are set",
                                  "give a target epsilon or a noise_multiplier, not both")
@@ -78,6 +79,8 @@ class DPSGD(Defense):
             raise CyphercatError(f"{FIELD}.max_grad_norm", f"must be > 0, got {max_grad_norm}", "e.g. 1.0")
         if epochs is not None and epochs < 1 or batch_size is not None and batch_size < 1:
             raise CyphercatError(FIELD, "epochs and batch_size must be at least 1", "fix the value or leave it unset")
+        if lr is not None and lr <= 0:
+            raise CyphercatError(f"{FIELD}.lr", f"must be > 0, got {lr}", "fix the value or leave it unset")
         if accountant not in ("rdp", "prv", "gdp"):
             raise CyphercatError(f"{FIELD}.accountant", f"unknown accountant {accountant!r}", "use rdp, prv or gdp")
         self.epsilon = epsilon
@@ -86,6 +89,7 @@ class DPSGD(Defense):
         self.max_grad_norm = max_grad_norm
         self.epochs = epochs
         self.batch_size = batch_size
+        self.lr = lr
         self.accountant = accountant
 
     def prepare_module(self, net: nn.Module) -> nn.Module:
@@ -111,6 +115,8 @@ class DPSGD(Defense):
         loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, generator=sample_gen)
         # DP-SGD is analysed for plain SGD steps on the noisy gradient; adaptive optimisers only
         # post-process it, so the spec's optimiser is kept (the guarantee is unchanged).
+        if self.lr is not None:  # noisy clipped gradients usually want a larger step than plain training
+            training = training.model_copy(update={"lr": float(self.lr)})
         opt = make_optimizer(net.parameters(), training)
         target_eps = self.epsilon if self.epsilon is not None else (None if self.noise_multiplier is not None else 8.0)
         with warnings.catch_warnings(), torch_rng(int(seed) ^ 0xD95, device):

@@ -51,7 +51,7 @@ class MemGuard(Defense):
     description = "noise that makes a defense classifier output ½ while keeping the label (Jia et al. 2019)"
     stage = "inference"
 
-    def __init__(self, budget: float = 1.0, max_iter: int = 200, step: float = 0.1, c_label: float = 10.0,
+    def __init__(self, budget: float = 1.0, max_iter: int = 100, step: float = 0.1, c_label: float = 10.0,
                  c_dist: float = 0.1, tolerance: float = 0.05, margin: float = 1e-3):
         if budget <= 0:
             raise ValueError("budget (the L1 distortion budget) must be > 0")
@@ -100,6 +100,10 @@ class MemGuard(Defense):
     def noise(self, probs: np.ndarray) -> np.ndarray:
         """Phase I: the label-keeping noise for each row of ``probs`` (returned as a perturbed vector)."""
         p = torch.from_numpy(np.asarray(probs, dtype=np.float64)).float()
+        if p.shape[1] != self.g_[0].in_features:
+            raise CyphercatError(FIELD, f"the defense classifier was trained for {self.g_[0].in_features} classes "
+                                 f"but a model answers with {p.shape[1]}", "use a shadow dataset with the same "
+                                 "classes, or attacker_knows_defense: false")
         z = torch.log(p.clamp_min(1e-30)).clamp_min(-60.0)
         label = z.argmax(dim=1)
         others = nn.functional.one_hot(label, z.shape[1]).bool()
@@ -142,9 +146,12 @@ class MemGuard(Defense):
         return transform
 
     def wrap(self, model, aux: DefenseData, seed: int):
-        lp = np.sort(model.log_probs(aux.reference_x[:64]), axis=1)
+        try:
+            lp = np.sort(model.log_probs(aux.reference_x[:64]), axis=1)
+        except (RuntimeError, ValueError):  # a model of another dataset (the transfer shadow): probe later
+            lp = None
         # a labels-only answer is 1 on the label and exactly the log floor elsewhere, on every probe
-        if lp.shape[1] < 2 or (np.all(lp[:, -1] == 0) and np.all(lp[:, -2] <= LOG_FLOOR + 1e-3)):
+        if lp is not None and (lp.shape[1] < 2 or (np.all(lp[:, -1] == 0) and np.all(lp[:, -2] <= LOG_FLOOR + 1e-3))):
             raise CyphercatError(FIELD, "the model returns labels only (one-hot outputs), so there is no "
                                  "probability vector for memguard to perturb",
                                  "apply memguard to a model that outputs probabilities, or drop it")
