@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import FAST_SPEC
 
+from conftest import FAST_SPEC
 from cyphercat.config import spec_from_dict
 from cyphercat.context import AuditContext
 from cyphercat.data.base import from_arrays, load_dataset

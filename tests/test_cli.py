@@ -3,8 +3,8 @@
 import json
 
 import yaml
-from conftest import FAST_SPEC
 
+from conftest import FAST_SPEC
 from cyphercat.cli import main
 
 

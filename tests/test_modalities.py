@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from fixtures import write_fixture
 
 from cyphercat.config import spec_from_dict
 from cyphercat.errors import CyphercatError
 from cyphercat.pipeline import run_audit
+from fixtures import write_fixture
 
 FAST = {"epochs": 15, "batch_size": 16, "lr": 0.003}
 CASES = {

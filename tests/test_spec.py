@@ -14,7 +14,9 @@ def test_default_spec_is_digits_and_hash_is_stable():
 def test_shorthand_and_frozen():
     s = spec_from_dict({"attacks": ["loss", {"name": "ml_leaks_1", "params": {"top_k": 2}}]})
     assert [a.name for a in s.attacks] == ["loss", "ml_leaks_1"]
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         s.seed = 3
 
 

@@ -38,7 +38,8 @@ def register_model(factory: Any, name: str | None = None, modalities: tuple[str,
     factory.modalities = getattr(factory, "modalities", modalities)
     factory.description = getattr(factory, "description", factory.__doc__ or "user-supplied model")
     factory.batchable = getattr(factory, "batchable", batchable)
-    MODELS.register(name, force=True)(factory)
+    factory.framework = getattr(factory, "framework", "torch")
+    MODELS.add_runtime(name, factory)
     return name
 
 
@@ -52,7 +53,7 @@ def register_dataset(dataset: Dataset) -> str:
         return dataset
 
     loader.modality, loader.description, loader.present = dataset.modality, "in-memory dataset", lambda d: True
-    DATASETS.register(name, force=True)(loader)
+    DATASETS.add_runtime(name, loader)
     return name
 
 

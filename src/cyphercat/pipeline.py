@@ -58,6 +58,14 @@ def _model_params(name: str, ds: Dataset) -> dict[str, Any]:
 
 
 def _check_compatibility(spec: AuditSpec, ds: Dataset, attacks: list[Attack], model_params: dict) -> None:
+    users = [a.registry_name for a in attacks if "reference" in a.requires()]
+    m = spec.reference_models
+    if users and m < 2:
+        raise CyphercatError("reference_models", f"{users[0]} needs at least 2 reference models (one complementary "
+                             f"pair), got {m}", "set reference_models (or --reference-models) to 2 or more")
+    if users and m % 2:
+        raise CyphercatError("reference_models", f"{m} is odd but reference models are trained in complementary "
+                             "pairs", f"use an even number, e.g. {m + 1}")
     for a in attacks:
         if ds.modality not in a.modalities:
             raise CyphercatError(f"attacks.{a.registry_name}", f"not defined for {ds.modality} data",

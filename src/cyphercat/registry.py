@@ -20,7 +20,14 @@ class Registry:
         self.kind = kind
         self._package = package
         self._entries: dict[str, Any] = {}
+        self._runtime: dict[str, Any] = {}
         self._loaded = package is None
+
+    def add_runtime(self, name: str, obj: Any) -> Any:
+        """Make ``obj`` findable by ``get(name)`` in this process without listing it among the built-in
+        entries (objects handed to the Python API: an in-memory dataset, a model factory)."""
+        self._runtime[name] = obj
+        return obj
 
     def register(self, name: str, force: bool = False) -> Callable[[Any], Any]:
         def deco(obj: Any) -> Any:
@@ -43,6 +50,8 @@ class Registry:
 
     def get(self, name: str, field: str | None = None) -> Any:
         self._load()
+        if name in self._runtime:
+            return self._runtime[name]
         if ":" in name and name not in self._entries:
             return _import_callable(name, field or self.kind, self.kind)
         if name not in self._entries:

@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from cyphercat.attacks.base import Attack, attack
-from cyphercat.errors import CyphercatError
 from cyphercat.augment import augmentations
+from cyphercat.errors import CyphercatError
 
 
 def _correct_under(model, x: np.ndarray, y: np.ndarray, modality: str, k: int, noise: float, seed: int) -> np.ndarray:

@@ -85,11 +85,11 @@ def dataset(name: str, modality: str, description: str,
     return deco
 
 
-def load_dataset(name: str, params: dict[str, Any], data_dir: Path | None = None,
+def load_dataset(name: str, params: dict[str, Any] | None = None, data_dir: Path | None = None,
                  field_name: str = "dataset") -> Dataset:
     loader = DATASETS.get(name, f"{field_name}.name")
     try:
-        ds = loader(data_dir, **params)
+        ds = loader(data_dir, **(params or {}))
     except TypeError as err:
         if "unexpected keyword" in str(err) or "got an unexpected" in str(err):
             raise CyphercatError(f"{field_name}.params", f"{name}: {err}",
