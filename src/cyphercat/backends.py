@@ -42,7 +42,7 @@ from cyphercat.config import DefenseSpec, ModelSpec, TrainingSpec
 from cyphercat.defenses.base import DefenseData, make_defense
 from cyphercat.errors import CyphercatError
 from cyphercat.models.zoo import build_model
-from cyphercat.training.trainer import train_model
+from cyphercat.training.trainer import torch_threads, train_model
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class JobEnv:
     device: torch.device
     aux: DefenseData | None = None
     model_params: dict[str, Any] = field(default_factory=dict)  # dataset-derived (vocab size for text)
+    threads: int = 1  # torch intra-op threads inside every job, wherever it runs (bit-identical results)
 
     def build(self, job: TrainJob) -> torch.nn.Module:
         params = {**self.model_params, **job.model.params}
@@ -174,7 +175,8 @@ def run_task(task: _Task, env: JobEnv) -> list[tuple[dict | None, dict]] | tuple
 
     A :class:`CyphercatError` comes back as a plain tuple: its constructor does not survive pickling."""
     try:
-        results = _train_group(task.jobs, env)
+        with torch_threads(env.threads):
+            results = _train_group(task.jobs, env)
     except CyphercatError as err:
         return ("error", err.field, err.problem, err.fix)
     cache = ModelCache(task.cache_root, enabled=task.cache_enabled)

@@ -123,6 +123,8 @@ class AuditSpec(Strict):
     metrics: MetricsSpec = MetricsSpec()
     cache: CacheSpec = CacheSpec()
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(1, ge=1, le=256, description="torch intra-op threads for training and queries; fixed, "
+                         "because BLAS results can depend on the thread count (so it is part of the hash)")
     backend: Literal["serial", "process", "ray"] = "serial"
     workers: int = Field(1, ge=1)
     ray_address: str | None = None

@@ -93,7 +93,7 @@ class RunShared:
     def env(self) -> JobEnv:
         ds = self.dataset
         return JobEnv(ds.x, ds.y, fingerprint(ds), ds.input_shape, ds.num_classes, self.device, self.aux,
-                      self.model_params)
+                      self.model_params, threads=self.spec.threads)
 
 
 class AuditContext:
@@ -254,7 +254,8 @@ class AuditContext:
         mt = self.spec.shadow_training
         job = TrainJob("transfer_shadow", in_idx, mt.model, mt.training, self.seeds.int("transfer_shadow", "init"),
                        self.seeds.int("transfer_shadow", "train"), self._training_defense(True))
-        env = JobEnv(ds.x, ds.y, fingerprint(ds), ds.input_shape, ds.num_classes, self.device, None, {})
+        env = JobEnv(ds.x, ds.y, fingerprint(ds), ds.input_shape, ds.num_classes, self.device, None, {},
+                     threads=self.spec.threads)
         key = ("transfer", job.defense.model_dump_json() if job.defense else None)
         if key not in self.shared.memo:
             [(_, state, _info)] = list(self._run_jobs([job], env, "training transfer shadow"))

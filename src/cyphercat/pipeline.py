@@ -37,7 +37,7 @@ from cyphercat.registry import DEFENSES, MODELS
 from cyphercat.results import AttackResult, AuditResult, Evaluation, dumps, save_scores, write_atomic
 from cyphercat.seeding import Seeds
 from cyphercat.target import Model
-from cyphercat.training.trainer import resolve_device, to_tensor
+from cyphercat.training.trainer import resolve_device, to_tensor, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -173,36 +173,37 @@ def run_audit(spec: AuditSpec, out_dir: str | Path | None = None, *, dataset: Da
         final.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        shared, evaluations = prepare_run(spec, dataset=dataset, data_dir=Path(data_dir) if data_dir else None,
-                                          out_dir=work, cache=cache, target=target, members=members)
-        scores: dict[str, np.ndarray] = {"candidates": shared.plan.candidates.astype(np.int64),
-                                         "is_member": shared.plan.is_member,
-                                         **{f"split/{k}": v.astype(np.int64) for k, v in shared.plan.as_dict().items()}}
-        attack_specs = [(a.name, dict(a.params)) for a in spec.attacks]
-        evals = []
-        for dspec in evaluations:
-            ctx = AuditContext(shared, dspec, evaluation_id(dspec))
-            evals.append(_evaluate_one(ctx, attack_specs, scores))
-        ds = shared.dataset
-        result = AuditResult(
-            spec=spec.recorded(), spec_hash=spec.hash(), seed=spec.seed, command=command or "python api",
-            environment=environment(shared.device),
-            dataset={"name": ds.name, "modality": ds.modality, "num_classes": ds.num_classes,
-                     "input_shape": list(ds.input_shape), "n_records": len(ds)},
-            splits={k: len(v) for k, v in shared.plan.as_dict().items()}, evaluations=evals, scores=scores,
-            cache={"hits": shared.cache.hits, "misses": shared.cache.misses, "rebuilt": shared.cache.rebuilt})
-        if spec.defenses:
-            from cyphercat.scorecard import build_scorecard
+        with torch_threads(spec.threads):
+            shared, evaluations = prepare_run(spec, dataset=dataset, data_dir=Path(data_dir) if data_dir else None,
+                                              out_dir=work, cache=cache, target=target, members=members)
+            scores: dict[str, np.ndarray] = {"candidates": shared.plan.candidates.astype(np.int64),
+                                             "is_member": shared.plan.is_member,
+                                             **{f"split/{k}": v.astype(np.int64) for k, v in shared.plan.as_dict().items()}}
+            attack_specs = [(a.name, dict(a.params)) for a in spec.attacks]
+            evals = []
+            for dspec in evaluations:
+                ctx = AuditContext(shared, dspec, evaluation_id(dspec))
+                evals.append(_evaluate_one(ctx, attack_specs, scores))
+            ds = shared.dataset
+            result = AuditResult(
+                spec=spec.recorded(), spec_hash=spec.hash(), seed=spec.seed, command=command or "python api",
+                environment=environment(shared.device),
+                dataset={"name": ds.name, "modality": ds.modality, "num_classes": ds.num_classes,
+                         "input_shape": list(ds.input_shape), "n_records": len(ds)},
+                splits={k: len(v) for k, v in shared.plan.as_dict().items()}, evaluations=evals, scores=scores,
+                cache={"hits": shared.cache.hits, "misses": shared.cache.misses, "rebuilt": shared.cache.rebuilt})
+            if spec.defenses:
+                from cyphercat.scorecard import build_scorecard
 
-            result.scorecard = build_scorecard(result)
-        result.runtime_s = time.perf_counter() - t0
-        if work is not None:
-            _write_outputs(work, result, shared.dataset, write_reports)
-            if final.exists():
-                shutil.rmtree(final)
-            work.rename(final)
-            work = None
-        return result
+                result.scorecard = build_scorecard(result)
+            result.runtime_s = time.perf_counter() - t0
+            if work is not None:
+                _write_outputs(work, result, shared.dataset, write_reports)
+                if final.exists():
+                    shutil.rmtree(final)
+                work.rename(final)
+                work = None
+            return result
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)

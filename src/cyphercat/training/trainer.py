@@ -7,7 +7,8 @@ same seed give bit-identical weights on CPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,6 +20,21 @@ from cyphercat.seeding import torch_rng
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[int, nn.Module], bool]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` intra-op threads, restoring the caller's setting afterwards.
+
+    BLAS kernels may split a reduction differently with a different (or load-dependent) number of
+    threads, which changes results in the last bits; pinning the count is part of what makes a spec
+    and a seed give the same numbers on every machine and every backend."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
