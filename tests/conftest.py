@@ -12,6 +12,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny nets: intra-op threads only add hand-off overhead (and spin-waits on a busy machine)."""
+    from cyphercat.training.trainer import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 # A small digits audit that trains in seconds but still memorises (used by several test files).
 FAST_SPEC = {
     "seed": 0,

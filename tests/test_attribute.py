@@ -21,13 +21,7 @@ from cyphercat.seeding import Seeds
 from cyphercat.target import Model
 from cyphercat.training.trainer import train_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def copies_feature0(x: np.ndarray) -> np.ndarray:

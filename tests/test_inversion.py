@@ -26,13 +26,7 @@ from cyphercat.training.trainer import train_model
 LEVELS = np.array([0.2, 0.5, 0.8])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small nets on busy cores: one torch thread is faster than two (and the suite is timed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear(weights: np.ndarray) -> nn.Module:

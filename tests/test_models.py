@@ -50,14 +50,7 @@ SKLEARN = [n for n in MODELS.names() if is_sklearn(MODELS.get(n))]
 TEXT = [n for n in TORCH if MODELS.get(n).modalities[0] == "text"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: intra-op threads only add overhead, and on a loaded 2-core machine their
-    spin-waits made single steps 30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def modality_of(name: str) -> str:

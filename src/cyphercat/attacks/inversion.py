@@ -43,6 +43,7 @@ from cyphercat.attacks.base import Attack, attack
 from cyphercat.config import ModelSpec, ModelTraining
 from cyphercat.errors import CyphercatError
 from cyphercat.inversion_metrics import average, class_distances
+from cyphercat.training.trainer import torch_threads
 
 Query = Callable[[np.ndarray], np.ndarray]  # numpy inputs -> log-probabilities (N, C)
 PRIORS = ("none", "tv", "l2")
@@ -149,12 +150,8 @@ def _few_threads(device: torch.device, elements: int):
     if device.type != "cpu" or elements > 100_000:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def mi_face_batch(query_or_net: nn.Module | Query, classes, x0: np.ndarray, value_range: tuple[float, float],
