@@ -268,7 +268,7 @@ def test_compare_runs(tmp_path):
 
 
 def test_compare_rejects_a_directory_without_results(tmp_path):
-    with pytest.raises(CyphercatError, match="no results.json"):
+    with pytest.raises(CyphercatError, match="results.json: no results here"):
         compare_runs([tmp_path])
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(CyphercatError, match="not valid JSON"):

@@ -124,22 +124,26 @@ def save_scores(path: Path, scores: dict[str, np.ndarray]) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def load_results(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read ``results.json`` and ``scores.npz`` of a finished audit (never unpickles anything)."""
+def load_results(out_dir: str | Path, with_scores: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read ``results.json`` and (``with_scores``) ``scores.npz`` of a finished audit; never unpickles."""
     out_dir = Path(out_dir)
     path = out_dir / "results.json"
     try:
         results = json.loads(path.read_text())
     except FileNotFoundError:
         raise CyphercatError(str(path), "no results here", "give the --out directory of a finished audit") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         raise CyphercatError(str(path), f"unreadable results: {err}", "re-run the audit to rewrite it") from None
+    except json.JSONDecodeError as err:
+        raise CyphercatError(str(path), f"is not valid JSON ({err})", "re-run the audit to rewrite it") from None
     if not isinstance(results, dict) or results.get("schema_version") != SCHEMA_VERSION:
         raise CyphercatError(str(path), f"schema_version {results.get('schema_version') if isinstance(results, dict) else '?'}"
                              f" is not {SCHEMA_VERSION}", "re-run the audit with this version of cyphercat")
+    if not isinstance(results.get("evaluations"), list):
+        raise CyphercatError(str(path), "has no evaluations list", "re-run the audit to rewrite it")
     scores: dict[str, np.ndarray] = {}
     spath = out_dir / "scores.npz"
-    if spath.exists():
+    if with_scores and spath.exists():
         try:
             with np.load(spath, allow_pickle=False) as npz:
                 scores = {k: npz[k] for k in npz.files}

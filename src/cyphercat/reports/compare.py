@@ -6,7 +6,6 @@ one attack fared on each run; a run that did not have the attack gets an explici
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,7 @@ from cyphercat.reports.verdict import (
     pct,
     strongest_attack,
 )
-
-SUPPORTED_SCHEMA = 1
+from cyphercat.results import load_results as _load
 
 
 @dataclass(frozen=True)
@@ -60,20 +58,7 @@ HEADER = ["evaluation", "attack", "run", "test accuracy", "AUC [95% CI]", "TPR@0
 
 
 def load_results(out_dir: Path) -> dict[str, Any]:
-    path = Path(out_dir) / "results.json"
-    if not path.is_file():
-        raise CyphercatError(str(out_dir), "has no results.json", "give a directory written by `cyphercat audit --out`")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CyphercatError(str(path), f"is not valid JSON ({err})", "rerun the audit to rewrite it") from None
-    if not isinstance(results, dict) or not isinstance(results.get("evaluations"), list):
-        raise CyphercatError(str(path), "has no evaluations list", "rerun the audit to rewrite it")
-    version = results.get("schema_version")
-    if isinstance(version, int) and version > SUPPORTED_SCHEMA:
-        raise CyphercatError(str(path), f"has schema_version {version}; this cyphercat reads {SUPPORTED_SCHEMA}",
-                             "upgrade cyphercat")
-    return results
+    return _load(out_dir, with_scores=False)[0]
 
 
 def _labels(dirs: list[Path]) -> list[str]:
