@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cyphercat.models.resnet import image_dims, norm2d
+from cyphercat.models.resnet import image_dims, norm2d, pooled_head
 from cyphercat.models.zoo import model
 
 
@@ -24,8 +24,4 @@ def audio_cnn(input_shape, num_classes, channels=(32, 64, 128, 128), norm: str =
         layers += [nn.Conv2d(c, out, 3, padding=1, bias=norm == "none"), norm2d(norm, out), nn.ReLU(),
                    nn.MaxPool2d(2, ceil_mode=True)]
         c = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    if dropout:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(c, num_classes))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *pooled_head(c, num_classes, dropout))

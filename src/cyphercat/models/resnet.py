@@ -35,6 +35,19 @@ def norm2d(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {kind!r}")
 
 
+def pooled_head(channels: int, num_classes: int, dropout: float = 0.0) -> list[nn.Module]:
+    """Global average pool, optional dropout, one linear layer: the classifier every conv net here ends with."""
+    return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), *([nn.Dropout(dropout)] if dropout else []),
+            nn.Linear(channels, num_classes)]
+
+
+def kaiming_init(net: nn.Module) -> None:
+    """He initialisation of conv weights (fan-out, ReLU), as the ResNet and WRN papers do."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a residual. ``shortcut="conv"`` projects with a 1x1 conv when the shape changes
     (ResNet-18); ``"pad"`` subsamples and zero-pads channels, adding no parameters (ResNet-20, option A)."""
@@ -82,9 +95,7 @@ class ResNet(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))

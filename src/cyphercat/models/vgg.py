@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cyphercat.models.resnet import image_dims, norm2d
+from cyphercat.models.resnet import image_dims, norm2d, pooled_head
 from cyphercat.models.zoo import model
 
 # Stage multipliers of ``width``; "M" is a 2x2 max-pool (configurations A and D of the paper).
@@ -28,11 +28,7 @@ def _vgg(name: str, input_shape, num_classes: int, width: int, norm: str, dropou
         out = int(width) * int(item)
         layers += [nn.Conv2d(c, out, 3, padding=1, bias=norm == "none"), norm2d(norm, out), nn.ReLU()]
         c = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    if dropout:
-        layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(c, num_classes))
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *pooled_head(c, num_classes, dropout))
 
 
 @model("vgg11", ("image", "audio"), "VGG-11, CIFAR variant (norm: batch|group|none, global pool, linear head)")

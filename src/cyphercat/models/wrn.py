@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cyphercat.models.resnet import image_dims, norm2d
+from cyphercat.models.resnet import image_dims, kaiming_init, norm2d
 from cyphercat.models.zoo import model
 
 
@@ -50,9 +50,7 @@ class WideResNet(nn.Module):
         self.bn = norm2d(norm, c)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.relu(self.bn(self.blocks(self.stem(x))))
