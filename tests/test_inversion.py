@@ -204,3 +204,15 @@ def test_bad_input(tmp_path):
     text = ctx.dataset.replace(x=np.zeros((len(ctx.dataset), 5), np.int64), modality="text")
     with pytest.raises(CyphercatError, match="text"):
         make_attack("inversion", {}, random_state=0).run(SimpleNamespace(**{**vars(ctx), "dataset": text}))
+
+
+def test_white_box_inversion_behind_an_output_defense_fails_before_training(tmp_path):
+    from cyphercat.cache import ModelCache
+    from cyphercat.config import spec_from_dict
+    from cyphercat.pipeline import run_audit
+
+    cache = ModelCache(tmp_path / "cache")
+    spec = spec_from_dict({"attacks": ["inversion"], "reference_models": 0, "defenses": ["labels_only"]})
+    with pytest.raises(CyphercatError, match="labels_only defense.*black_box: true"):
+        run_audit(spec, tmp_path / "out", cache=cache)
+    assert cache.misses == 0 and not (tmp_path / "out").exists()

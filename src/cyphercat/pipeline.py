@@ -139,8 +139,9 @@ def prepare_run(spec: AuditSpec, *, dataset: Dataset | None = None, data_dir: Pa
     attacks = [make_attack(n, p, 0, f"attacks.{n}") for n, p in attack_specs]
     _check_compatibility(spec, ds, attacks, model_params)
     defenses = expand_sweeps(spec.defenses)
-    for d in defenses:
-        make_defense(d.name, d.params, f"defenses.{d.name}")
+    made = [make_defense(d.name, d.params, f"defenses.{d.name}") for d in defenses]
+    for a in attacks:
+        a.check(ds, made)
     shadow_ds = None
     if any(a.registry_name == "ml_leaks_2" for a in attacks):
         if spec.shadow_dataset is None:
@@ -154,8 +155,8 @@ def prepare_run(spec: AuditSpec, *, dataset: Dataset | None = None, data_dir: Pa
     cache.check()
     shared = RunShared(spec, seeds, device, ds, plan, cache, backend, shadow_ds, out_dir, model_params,
                        target=target)
-    for d in defenses:  # e.g. DP-SGD on a layer Opacus cannot fix: fail before the baseline trains
-        make_defense(d.name, d.params, f"defenses.{d.name}").check(shared.aux)
+    for d in made:  # e.g. DP-SGD on a layer Opacus cannot fix: fail before the baseline trains
+        d.check(shared.aux)
     return shared, [None, *defenses]
 
 

@@ -48,6 +48,10 @@ class Attack:
     def requires(self) -> frozenset[str]:
         return self.needs
 
+    def check(self, dataset, defenses: list) -> None:
+        """Fail before anything is trained when the attack cannot run in this setting (``defenses``:
+        the :class:`~cyphercat.defenses.base.Defense` objects of every evaluation). Default: accept."""
+
     def __init__(self, random_state: int | np.random.Generator | None = None):
         self.random_state = random_state
 

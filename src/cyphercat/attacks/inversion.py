@@ -320,6 +320,13 @@ class Inversion(Attack):
         self.black_box, self.estimator, self.fd_step, self.n_directions = black_box, estimator, fd_step, n_directions
         self.evaluator, self.baseline = evaluator, baseline
 
+    def check(self, dataset, defenses: list) -> None:
+        wrapped = [type(d).registry_name for d in defenses if d.stage == "inference"]
+        if wrapped and not self.black_box:
+            raise CyphercatError("attacks.inversion.params.black_box", f"the {wrapped[0]} defense lets the target "
+                                 "expose only (perturbed) outputs, so there are no gradients to follow",
+                                 "set black_box: true to estimate gradients from queries")
+
     def _check(self, ctx) -> tuple[np.ndarray, tuple[float, float]]:
         ds = ctx.dataset
         field = "attacks.inversion.params"
