@@ -273,12 +273,17 @@ def save_grid(path: Path, rows: list[tuple[int, list[np.ndarray | None]]], colum
             ax.set_yticks([])
             if pic is not None:
                 img = np.clip((_display(pic) - lo) / (hi - lo), 0, 1)
+                # Reconstructions use a fraction of the valid range; stretching each picture to its own
+                # range (as in the paper's figures) lets a person compare shapes, not brightness.
+                span = img.max() - img.min()
+                img = (img - img.min()) / span if span > 1e-6 else img
                 ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
             if r == 0:
                 ax.set_title(columns[c], fontsize=8)
             if c == 0:
                 ax.set_ylabel(f"class {label}", fontsize=8)
-    fig.tight_layout()
+    fig.suptitle("each picture stretched to its own value range", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
     fig.savefig(path, dpi=100)
 
 
