@@ -23,6 +23,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from cyphercat.errors import CyphercatError
+from cyphercat.files import write_atomic
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
@@ -37,18 +38,6 @@ def cache_key(payload: dict[str, Any]) -> str:
     blob = json.dumps({"format": FORMAT_VERSION, **payload}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ModelCache:
@@ -93,10 +82,10 @@ class ModelCache:
         try:
             wpath.parent.mkdir(parents=True, exist_ok=True)
             blob = st_save({k: v.detach().cpu().contiguous() for k, v in state.items()})
-            _atomic_write(wpath, blob)
+            write_atomic(wpath, blob, fsync=True)
             full = {**(meta or {}), "key": key, "format": FORMAT_VERSION,
                     "weights_sha256": hashlib.sha256(blob).hexdigest()}
-            _atomic_write(mpath, json.dumps(full, sort_keys=True, default=str).encode())
+            write_atomic(mpath, json.dumps(full, sort_keys=True, default=str).encode(), fsync=True)
         except OSError as err:
             raise CyphercatError("cache.dir", f"cannot write to {self.root}: {err}",
                                  "point cache.dir (or CYPHERCAT_CACHE) at a writable directory, or use --no-cache") from None

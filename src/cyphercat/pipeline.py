@@ -30,11 +30,12 @@ from cyphercat.data.base import Dataset, check_dataset, load_dataset
 from cyphercat.data.splits import plan_splits
 from cyphercat.defenses.base import evaluation_id, expand_sweeps, make_defense
 from cyphercat.errors import CyphercatError
+from cyphercat.files import write_atomic
 from cyphercat.metrics import evaluate
 from cyphercat.models.zoo import build_model, check_output
 from cyphercat.progress import get_progress
 from cyphercat.registry import DEFENSES, MODELS
-from cyphercat.results import AttackResult, AuditResult, Evaluation, dumps, save_scores, write_atomic
+from cyphercat.results import AttackResult, AuditResult, Evaluation, dumps, save_scores
 from cyphercat.seeding import Seeds
 from cyphercat.target import Model
 from cyphercat.training.trainer import resolve_device, to_tensor, torch_threads

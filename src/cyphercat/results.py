@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import numpy as np
 
 from cyphercat.config import SCHEMA_VERSION
 from cyphercat.errors import CyphercatError
+from cyphercat.files import write_atomic
 from cyphercat.metrics import AttackMetrics
 
 
@@ -103,17 +102,6 @@ class AuditResult:
 
 def dumps(result: AuditResult) -> str:
     return json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_scores(path: Path, scores: dict[str, np.ndarray]) -> None:

@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cyphercat.results import jsonable, write_atomic
+from cyphercat.files import write_atomic
+from cyphercat.results import jsonable
 
 LOW_FPRS = ("0.001", "0.01")
 RANK_FPR = "0.01"

@@ -6,25 +6,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cyphercat.files import write_atomic
+
 __all__ = ["write_all", "render_report", "render_summary"]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    # A report half-written by a killed run must never look complete. (Not mkstemp: its 0600 mode would
-    # make the report unreadable to the team sharing a runs folder.)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def render_report(results: dict[str, Any], scores: dict[str, np.ndarray] | None = None, dataset: Any = None,
@@ -46,7 +35,7 @@ def write_all(out_dir: Path, results: dict[str, Any], scores: dict[str, np.ndarr
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path, md_path = out_dir / "report.html", out_dir / "summary.md"
-    _atomic_write(html_path, render_report(results, scores or {}, dataset, out_dir))
-    _atomic_write(md_path, render_summary(results))
+    write_atomic(html_path, render_report(results, scores or {}, dataset, out_dir).encode("utf-8"))
+    write_atomic(md_path, render_summary(results).encode("utf-8"))
     return [html_path, md_path]
 
