@@ -25,7 +25,9 @@ from safetensors.torch import save as st_save
 from cyphercat.errors import CyphercatError
 from cyphercat.files import write_atomic
 
-FORMAT_VERSION = 1
+# Part of every key: bump it when the same spec would train different weights (2: fused Adam and
+# subnormal-free optimizer state in both trainers).
+FORMAT_VERSION = 2
 log = logging.getLogger(__name__)
 
 

@@ -37,6 +37,27 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+# Optimizer state is cleared of subnormal numbers every this many steps (see flush_subnormal_state).
+FLUSH_EVERY = 8
+
+
+def flush_subnormal_state(opt: torch.optim.Optimizer) -> None:
+    """Set the subnormal entries of an optimizer's moment buffers to zero.
+
+    Why: a weight whose gradient is exactly zero (a dead ReLU unit, say) sees Adam's first moment, and
+    SGD's momentum, shrink by 0.9 a step into the subnormal range, where 0.9 * x rounds back to x: it
+    stays there for good and every later step pays a microcode assist for each such element. On the
+    default MLP that made the optimizer steps of the second half of a 300-epoch run 3x slower. Setting
+    values below 1.2e-38 to zero changes nothing that matters, and is exact and thread-independent
+    (unlike the CPU's flush-to-zero mode, which is a per-thread flag). Both trainers call this every
+    :data:`FLUSH_EVERY` steps, so their results stay equal."""
+    for state in opt.state.values():
+        for key, t in state.items():
+            if key != "step" and torch.is_tensor(t) and t.is_floating_point() and t.dim() > 0:
+                largest_subnormal = torch.finfo(t.dtype).tiny * (1 - torch.finfo(t.dtype).eps)
+                torch.ops.aten.hardshrink.out(t, largest_subnormal, out=t)
+
+
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if isinstance(name, torch.device):
         return name
@@ -58,12 +79,15 @@ def to_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def make_optimizer(params, training: TrainingSpec) -> torch.optim.Optimizer:
+    params = list(params)
     if training.optimizer == "sgd":
         return torch.optim.SGD(params, lr=training.lr, momentum=training.momentum,
                                weight_decay=training.weight_decay)
-    if training.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=training.lr, weight_decay=training.weight_decay)
-    return torch.optim.Adam(params, lr=training.lr, weight_decay=training.weight_decay)
+    # The fused kernel does Adam's update in one pass over each tensor instead of about eight, which
+    # is most of an optimizer step's cost (the same arithmetic, rounded differently in the last bit).
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    adam = torch.optim.AdamW if training.optimizer == "adamw" else torch.optim.Adam
+    return adam(params, lr=training.lr, weight_decay=training.weight_decay, fused=fused)
 
 
 def train_model(net: nn.Module, x: np.ndarray, y: np.ndarray, training: TrainingSpec, seed: int,
@@ -82,6 +106,7 @@ def train_model(net: nn.Module, x: np.ndarray, y: np.ndarray, training: Training
     net.to(device).train()
     opt = make_optimizer(net.parameters(), training)
     steps_per_epoch = -(-len(yt) // training.batch_size)
+    step = 0
     with torch_rng(int(seed) ^ 0x5EED, device):
         for epoch in range(training.epochs):
             perm = torch.randperm(len(yt), generator=gen).to(device)
@@ -91,6 +116,9 @@ def train_model(net: nn.Module, x: np.ndarray, y: np.ndarray, training: Training
                 loss = loss_fn(net(xt[idx]), yt[idx])
                 loss.backward()
                 opt.step()
+                step += 1
+                if step % FLUSH_EVERY == 0:
+                    flush_subnormal_state(opt)
             if epoch_callback is not None:
                 net.eval()
                 stop = epoch_callback(epoch, net)
