@@ -9,15 +9,17 @@ run on model i, because every ingredient of that run is kept per model:
   ``train_seeds[i]``, batches are consecutive slices of it, the last one partial — as in ``train_model``;
 * gradients: the loss is the sum over models of each model's mean batch loss, so model i's gradient is
   exactly the gradient of its own mean loss (models share no parameters);
-* optimizer: Adam, AdamW and SGD with momentum/weight decay are elementwise, so one ``torch.optim``
-  optimizer over the stacked tensors does for each slice what a separate optimizer would;
+* optimizer: Adam, AdamW and SGD with momentum/weight decay are elementwise, so one optimizer over the
+  stacked tensors does for each slice what a separate optimizer would (:mod:`.stacked_optim` keeps
+  the fused kernels' scalar tails per model, and clears subnormal state on the same steps);
 * dropout: ``train_model`` runs under ``torch_rng(seed ^ 0x5EED)`` and on CPU ``nn.Dropout`` draws its mask
   as ``empty_like(x).bernoulli_(1 - p)`` from that stream. We draw the same masks from one private
   generator per model, in the same order, so dropout models match too.
 
 Only the floating-point summation order of the batched matmuls can differ from the one-model run. On the
-CPUs we tried, Linear stacks come out bitwise equal and convolutions (vmap) within ~1e-7 after a few
-epochs; such rounding differences can grow slowly with training length (chaotic dynamics amplify them).
+CPUs we tried, Linear stacks come out bitwise equal (also after 300 epochs) and convolutions (vmap)
+within ~1e-7 after a few epochs; such rounding differences can grow slowly with training length
+(chaotic dynamics amplify them).
 
 What cannot be batched falls back to the one-model trainer (still exact, just not faster): modules with
 running statistics (batch norm), recurrent layers, hooks, dropout variants other than ``nn.Dropout``,
@@ -26,8 +28,9 @@ CUDA — there ``train_model``'s masks come from the fused Philox kernel on the 
 which no per-model generator can replay.
 
 Two engines: stacks of ``Linear``/activation/``Dropout`` layers (every MLP and logistic regression in the
-zoo) run as ``torch.baddbmm`` with weights stored transposed, so neither pass copies; everything else
-runs through ``torch.func.functional_call`` under ``torch.func.vmap``.
+zoo) run through :class:`~cyphercat.training.linear_stack.LinearStack`, batched matmuls with a
+hand-written backward pass into preallocated buffers; everything else runs through
+``torch.func.functional_call`` under ``torch.func.vmap`` with autograd.
 """
 
 from __future__ import annotations
@@ -44,12 +47,13 @@ from torch.func import functional_call, vmap
 
 from cyphercat.config import TrainingSpec
 from cyphercat.errors import CyphercatError
-from cyphercat.training.trainer import make_optimizer, resolve_device, to_tensor, train_model
+from cyphercat.training.linear_stack import LinearStack
+from cyphercat.training.stacked_optim import StackedOptimizer
+from cyphercat.training.trainer import resolve_device, to_tensor, train_model
 
 # train_model runs its loop under torch_rng(seed ^ 0x5EED); the dropout masks come from that stream.
 DROPOUT_SEED_MIX = 0x5EED
 
-_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.Identity)
 _OTHER_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
@@ -78,82 +82,10 @@ def can_batch(net: nn.Module, example: torch.Tensor | None = None) -> bool:
         x = engine.prepare(example[:2].cpu())
         x = x.unsqueeze(0).expand(2, *x.shape)
         noise = [torch.ones(2, x.shape[1], *shape) for _, shape in engine.dropouts]
-        engine.forward(x, noise).sum().backward()
+        engine.compute_grads(x, torch.zeros(x.shape[:2], dtype=torch.long), noise)
     except (RuntimeError, NotImplementedError, ValueError, TypeError):
         return False
     return True
-
-
-class _LinearEngine:
-    """A Sequential of Linear, elementwise and Dropout layers as batched matmuls over [M, batch, width]."""
-
-    def __init__(self, nets: Sequence[nn.Module], device: torch.device, sample_shape: tuple[int, ...]):
-        self.nets = nets
-        self.ops: list[tuple[str, object]] = []
-        self.params: list[torch.Tensor] = []
-        self.dropouts: list[tuple[float, tuple[int, ...]]] = []
-        self.flatten = False
-        width = int(np.prod(sample_shape))
-        for k, m in enumerate(nets[0]):
-            if isinstance(m, nn.Linear):
-                # stored as [M, in, out]: forward is x @ Wt and the weight gradient x^T @ g, both contiguous
-                w = _stack([n[k].weight.detach().t() for n in nets], device, n_req=nets[0][k].weight)
-                b = None
-                if m.bias is not None:
-                    b = _stack([n[k].bias.detach() for n in nets], device, n_req=nets[0][k].bias)
-                self.ops.append(("linear", (k, w, b)))
-                self.params += [w] + ([b] if b is not None else [])
-                width = m.out_features
-            elif isinstance(m, nn.Dropout):
-                if m.p > 0:
-                    self.ops.append(("dropout", len(self.dropouts)))
-                    self.dropouts.append((float(m.p), (width,)))
-            elif isinstance(m, nn.Flatten):
-                self.flatten = True
-            else:
-                self.ops.append(("act", m))
-
-    @staticmethod
-    def accepts(net: nn.Module, sample_shape: tuple[int, ...]) -> bool:
-        if type(net) is not nn.Sequential or len(net) == 0:
-            return False
-        mods = list(net)
-        start = 0
-        if isinstance(mods[0], nn.Flatten):
-            if (mods[0].start_dim, mods[0].end_dim) != (1, -1):
-                return False
-            start = 1
-        elif len(sample_shape) != 1:
-            return False
-        rest = mods[start:]
-        return any(isinstance(m, nn.Linear) for m in rest) and all(
-            type(m) is nn.Linear or type(m) is nn.Dropout or isinstance(m, _ELEMENTWISE) for m in rest)
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1) if self.flatten else x
-
-    def forward(self, x: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
-        h = x
-        for kind, arg in self.ops:
-            if kind == "linear":
-                _, w, b = arg
-                h = torch.bmm(h, w) if b is None else torch.baddbmm(b.unsqueeze(1), h, w)
-            elif kind == "dropout":
-                h = h * noise[arg]
-            else:
-                h = arg(h)
-        return h
-
-    def write_back(self) -> None:
-        with torch.no_grad():
-            for kind, arg in self.ops:
-                if kind != "linear":
-                    continue
-                k, w, b = arg
-                for i, net in enumerate(self.nets):
-                    net[k].weight.copy_(w[i].t())
-                    if b is not None:
-                        net[k].bias.copy_(b[i])
 
 
 class _Noise(nn.Module):
@@ -194,9 +126,14 @@ class _VmapEngine:
     def _call(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.skel, (params, buffers), (x,))
 
-    def forward(self, x: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+    def compute_grads(self, xb: torch.Tensor, yb: torch.Tensor, noise: list[torch.Tensor]) -> None:
+        for p in self.params:
+            p.grad = None
         buffers = {**self.buffers, **dict(zip(self.noise_names, noise, strict=True))}
-        return vmap(self._call)(dict(zip(self.names, self.params, strict=True)), buffers, x)
+        logits = vmap(self._call)(dict(zip(self.names, self.params, strict=True)), buffers, xb)
+        # sum over models of each model's mean loss: model i's gradient is that of its own mean loss
+        loss = nn.functional.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="sum") / xb.shape[1]
+        loss.backward()
 
     def write_back(self) -> None:
         with torch.no_grad():
@@ -236,8 +173,8 @@ def _dropout_calls(net: nn.Module, example: torch.Tensor) -> tuple[list[tuple[fl
 
 
 def _make_engine(nets: Sequence[nn.Module], device: torch.device, example: torch.Tensor):
-    if _LinearEngine.accepts(nets[0], tuple(example.shape[1:])):
-        return _LinearEngine(nets, device, tuple(example.shape[1:]))
+    if LinearStack.accepts(nets[0], tuple(example.shape[1:])):
+        return LinearStack(nets, device, tuple(example.shape[1:]))
     return _VmapEngine(nets, device, example)
 
 
@@ -261,7 +198,7 @@ def _train_chunk(nets: list[nn.Module], positions: torch.Tensor, seeds: list[int
     """Train the models of one chunk (all on ``positions.shape[1]`` records) in lock-step."""
     engine = _make_engine(nets, device, xu[:1])
     xe = engine.prepare(xu)
-    opt = make_optimizer(engine.params, training)
+    opt = StackedOptimizer(engine.params, training)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     drop_gens = [torch.Generator().manual_seed(int(s) ^ DROPOUT_SEED_MIX) for s in seeds] if engine.dropouts else []
     n = positions.shape[1]
@@ -272,13 +209,10 @@ def _train_chunk(nets: list[nn.Module], positions: torch.Tensor, seeds: list[int
         order = torch.gather(positions, 1, perm).to(device)
         for b in range(steps):
             idx = order[:, b * bs:(b + 1) * bs]
-            xb, yb = xe[idx], yu[idx]
             noise = _draw_noise(engine, drop_gens, idx.shape[1], device) if drop_gens else []
-            opt.zero_grad(set_to_none=True)
-            logits = engine.forward(xb, noise)
-            # sum over models of each model's mean loss: model i's gradient is that of its own mean loss
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="sum") / idx.shape[1]
-            loss.backward()
+            flat = idx.reshape(-1)  # index_select: a quarter of the cost of xe[idx] for the same copy
+            engine.compute_grads(xe.index_select(0, flat).view(*idx.shape, *xe.shape[1:]),
+                                 yu.index_select(0, flat).view(idx.shape), noise)
             opt.step()
     engine.write_back()
     return [net.eval().state_dict() for net in nets]
