@@ -83,8 +83,9 @@ def _fused_adam_call(opt: torch.optim.Optimizer):
                 opt.state[p]["step"] = shared
             state.extend([[opt.state[p]["exp_avg"] for p in params], [opt.state[p]["exp_avg_sq"] for p in params],
                           [shared] * len(params)])
-        state[2][0].add_(1)
-        kernel(params, grads, state[0], state[1], [], state[2], lr=group["lr"], beta1=beta1, beta2=beta2,
-               weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False, maximize=False)
+        with torch.no_grad():
+            state[2][0].add_(1)
+            kernel(params, grads, state[0], state[1], [], state[2], lr=group["lr"], beta1=beta1, beta2=beta2,
+                   weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False, maximize=False)
 
     return call
