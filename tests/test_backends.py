@@ -19,6 +19,8 @@ from cyphercat.backends import (
     job_key,
     plan_groups,
 )
+from cyphercat.backends import jobs as backend_jobs
+from cyphercat.backends import process as backend_process
 from cyphercat.cache import ModelCache
 from cyphercat.cli import main
 from cyphercat.config import DefenseSpec, ModelSpec, TrainingSpec
@@ -84,7 +86,7 @@ def test_process_backend_matches_serial(env, pool, tmp_path, monkeypatch):
     serial, n_serial = collect(SerialBackend(), jobs, env, ModelCache(tmp_path / "a"))
     assert n_serial == len(jobs)
     # large-array path: ship the data through shared memory, as for a real image dataset
-    monkeypatch.setattr(backends, "INLINE_BYTES", 0)
+    monkeypatch.setattr(backend_process, "INLINE_BYTES", 0)
     cache = ModelCache(tmp_path / "b")
     pooled, n_pooled = collect(pool, jobs, env, cache)
     assert_same(serial, pooled)
@@ -109,8 +111,8 @@ def test_partly_cached_group_is_rebuilt_exactly(env, tmp_path):
 def test_driver_reads_models_one_at_a_time(env, tmp_path):
     """The process backend hands back keys, not weights, when the cache is on."""
     jobs = make_jobs(2)[:2]
-    task = backends._Task([0, 1], jobs, [job_key(j, env) for j in jobs], [True, True], str(tmp_path), True, False)
-    out = backends.run_task(task, env)
+    task = backend_jobs._Task([0, 1], jobs, [job_key(j, env) for j in jobs], [True, True], str(tmp_path), True, False)
+    out = backend_jobs.run_task(task, env)
     assert [state for state, _ in out] == [None, None]
     assert ModelCache(tmp_path).info()["entries"] == 2
 

@@ -30,7 +30,7 @@ def test_two_runs_give_byte_identical_results_and_a_warm_run_trains_nothing(tmp_
     out = tmp_path / "out"
     assert main(["audit", spec, "--out", str(out), "--quiet"]) == 0
     first = (out / "results.json").read_text()
-    import cyphercat.backends as backends
+    import cyphercat.backends.jobs as backends
 
     calls = []
     original = backends._train_group
