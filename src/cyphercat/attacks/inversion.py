@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from cyphercat.attacks.base import Attack, attack
+from cyphercat.attacks.inversion_priors import aux_term, denoise
 from cyphercat.config import ModelSpec, ModelTraining
 from cyphercat.errors import CyphercatError
 from cyphercat.inversion_metrics import average, class_distances
@@ -49,30 +50,6 @@ Query = Callable[[np.ndarray], np.ndarray]  # numpy inputs -> log-probabilities 
 PRIORS = ("none", "tv", "l2")
 PROCESSES = ("none", "denoise")
 ESTIMATORS = ("finite_difference", "zeroth_order")
-
-
-def _aux(x: torch.Tensor, prior: str) -> torch.Tensor:
-    """Per-record prior term; scale-free (means, not sums) so one weight fits any input size."""
-    if prior == "l2":
-        return x.flatten(1).pow(2).mean(1)
-    if prior == "tv":
-        dh = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
-        dw = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
-        return dh + dw
-    return torch.zeros(len(x), dtype=x.dtype, device=x.device)
-
-
-_BLUR = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16.0
-
-
-def denoise(x: torch.Tensor, amount: float = 0.5) -> torch.Tensor:
-    """The paper's Process for image targets: blur (denoise) then unsharp-mask (sharpen)."""
-    shape = x.shape
-    planes = x.reshape(-1, 1, *shape[-2:])
-    k = _BLUR.to(x.dtype).to(x.device)[None, None]
-    blurred = nn.functional.conv2d(nn.functional.pad(planes, (1, 1, 1, 1), mode="replicate"), k)
-    again = nn.functional.conv2d(nn.functional.pad(blurred, (1, 1, 1, 1), mode="replicate"), k)
-    return (blurred + amount * (blurred - again)).reshape(shape)
 
 
 class _Objective:
@@ -93,7 +70,7 @@ class _Objective:
         if self.prior == "none" or self.prior_weight == 0:
             return torch.zeros(len(x), dtype=x.dtype, device=x.device), torch.zeros_like(x)
         x = x.detach().requires_grad_(True)
-        v = self.prior_weight * _aux(x, self.prior)
+        v = self.prior_weight * aux_term(x, self.prior)
         (g,) = torch.autograd.grad(v.sum(), x)
         return v.detach(), g
 
@@ -244,47 +221,6 @@ def mi_face(query_or_net: nn.Module | Query, target_class: int, x0: np.ndarray, 
     x, cost, iters, reasons, _ = mi_face_batch(query_or_net, [target_class], np.asarray(x0)[None], value_range,
                                                alpha, beta, gamma, lam, **kw)
     return x[0], float(cost[0]), int(iters[0]), reasons[0]
-
-
-def _display(x: np.ndarray) -> np.ndarray:
-    """One record -> a 2-D picture: grey images as is, RGB as H×W×3, other records as a 1×F strip."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 3 and x.shape[0] == 3:
-        return np.transpose(x, (1, 2, 0))
-    if x.ndim >= 2:
-        return x.reshape(-1, *x.shape[-2:])[0]
-    return x[None, :]
-
-
-def save_grid(path: Path, rows: list[tuple[int, list[np.ndarray | None]]], columns: list[str],
-              value_range: tuple[float, float]) -> None:
-    """One row per class, one column per picture kind (matplotlib Agg, no pyplot global state)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    lo, hi = value_range
-    fig = Figure(figsize=(1.6 * len(columns), 1.4 * len(rows) + 0.4))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), len(columns), squeeze=False)
-    for r, (label, pictures) in enumerate(rows):
-        for c, pic in enumerate(pictures):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if pic is not None:
-                img = np.clip((_display(pic) - lo) / (hi - lo), 0, 1)
-                # Reconstructions use a fraction of the valid range; stretching each picture to its own
-                # range (as in the paper's figures) lets a person compare shapes, not brightness.
-                span = img.max() - img.min()
-                img = (img - img.min()) / span if span > 1e-6 else img
-                ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
-            if r == 0:
-                ax.set_title(columns[c], fontsize=8)
-            if c == 0:
-                ax.set_ylabel(f"class {label}", fontsize=8)
-    fig.suptitle("each picture stretched to its own value range", fontsize=7)
-    fig.tight_layout(rect=(0, 0, 1, 0.985))
-    fig.savefig(path, dpi=100)
 
 
 def _image_name(evaluation_id: str) -> str:
@@ -441,7 +377,9 @@ class Inversion(Attack):
                 pics += [ds.x[mem].mean(axis=0) if len(mem) else None, ds.x[near] if near is not None else None]
                 rows.append((int(c), pics))
             Path(ctx.out_dir).mkdir(parents=True, exist_ok=True)
-            save_grid(Path(ctx.out_dir) / name, rows, columns, value_range)
+            from cyphercat.reports.plots import save_inversion_grid  # matplotlib only when a grid is drawn
+
+            save_inversion_grid(Path(ctx.out_dir) / name, rows, columns, value_range)
             out["image"] = name
         out["runtime_s"] = time.perf_counter() - t0
         return out

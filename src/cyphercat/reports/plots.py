@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -16,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from cyphercat.metrics import roc_curve  # noqa: E402
@@ -146,3 +148,41 @@ def thumbnail(x: np.ndarray, value_range: tuple[float, float] | None) -> bytes |
     plt.imsave(buf, img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0, format="png",
                metadata=_PNG_META)
     return buf.getvalue()
+
+
+def _display(x: np.ndarray) -> np.ndarray:
+    """One record -> a 2-D picture: grey images as is, RGB as H×W×3, other records as a 1×F strip."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 3 and x.shape[0] == 3:
+        return np.transpose(x, (1, 2, 0))
+    if x.ndim >= 2:
+        return x.reshape(-1, *x.shape[-2:])[0]
+    return x[None, :]
+
+
+def save_inversion_grid(path: Path, rows: list[tuple[int, list[np.ndarray | None]]], columns: list[str],
+              value_range: tuple[float, float]) -> None:
+    """Model-inversion pictures: one row per class, one column per picture kind (no pyplot state)."""
+    lo, hi = value_range
+    fig = Figure(figsize=(1.6 * len(columns), 1.4 * len(rows) + 0.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), len(columns), squeeze=False)
+    for r, (label, pictures) in enumerate(rows):
+        for c, pic in enumerate(pictures):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if pic is not None:
+                img = np.clip((_display(pic) - lo) / (hi - lo), 0, 1)
+                # Reconstructions use a fraction of the valid range; stretching each picture to its own
+                # range (as in the paper's figures) lets a person compare shapes, not brightness.
+                span = img.max() - img.min()
+                img = (img - img.min()) / span if span > 1e-6 else img
+                ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"class {label}", fontsize=8)
+    fig.suptitle("each picture stretched to its own value range", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    fig.savefig(path, dpi=100)
