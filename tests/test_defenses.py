@@ -225,3 +225,44 @@ def test_bad_defense_params_name_the_defense():
         make_defense("label_smoothing", {"smoothing": 1.5})
     with pytest.raises(CyphercatError, match="top_k"):
         make_defense("top_k", {"kk": 1})
+
+
+def test_defender_records_are_disjoint_from_the_population_attacks_use():
+    """Distillation's student trains on the defender split; RMIA's z, test accuracy and an adaptive
+    attacker's own defended models use the population. A defended model's cache key follows them."""
+    from cyphercat.backends import TrainJob, job_key
+    from cyphercat.config import DefenseSpec
+    from cyphercat.context import AuditContext
+    from cyphercat.pipeline import prepare_run
+
+    spec = _spec(["distillation", "memguard"], reference_models=2, attacks=["rmia_offline"])
+    shared, _ = prepare_run(spec, cache=ModelCache(None, enabled=False))
+    plan, ds = shared.plan, shared.dataset
+    assert len(plan.defender) > 0 and len(plan.population) > 0
+    assert not set(plan.defender.tolist()) & set(plan.population.tolist())
+    assert np.array_equal(shared.aux.reference_x, ds.x[plan.defender])          # the target's defender
+    assert np.array_equal(shared.attacker_aux.reference_x, ds.x[plan.population])  # the attacker's own
+    env = shared.env
+    target = TrainJob("target", plan.members, spec.target.model, spec.target.training, 1, 2,
+                      DefenseSpec(name="distillation"))
+    shadow = TrainJob("shadow", plan.shadow_in, spec.target.model, spec.target.training, 1, 2,
+                      DefenseSpec(name="distillation"))
+    assert env.aux_for(target) is shared.aux and env.aux_for(shadow) is shared.attacker_aux
+    # the same job with other defender records is another model: another cache entry
+    other, _ = prepare_run(_spec(["distillation"], splits={**spec.splits.model_dump(), "defender": 50},
+                                 reference_models=2, attacks=["rmia_offline"]), cache=ModelCache(None, enabled=False))
+    assert np.array_equal(other.plan.members, plan.members)
+    assert job_key(target, other.env) != job_key(target, env)
+    undefended = TrainJob("target", plan.members, spec.target.model, spec.target.training, 1, 2)
+    assert job_key(undefended, other.env) == job_key(undefended, env)
+    # RMIA draws its z from the query records after the candidates: the population, no defender record
+    ctx = AuditContext(shared, DefenseSpec(name="distillation"), "distillation")
+    z_pool = ctx.query_idx[len(plan.candidates):]
+    assert np.array_equal(z_pool, plan.population) and not set(z_pool.tolist()) & set(plan.defender.tolist())
+
+
+def test_a_defense_without_defender_records_says_which_split(tmp_path):
+    spec = _spec(["distillation"], splits={"target_members": 150, "target_nonmembers": 150, "shadow_members": 150,
+                                           "shadow_nonmembers": 150, "defender": 0})
+    with pytest.raises(CyphercatError, match="splits.defender"):
+        run_audit(spec, cache=ModelCache(tmp_path), write_reports=False)

@@ -45,6 +45,28 @@ def test_splits_are_disjoint_and_seeded():
     assert all((parts[k] == again.as_dict()[k]).all() for k in parts)
 
 
+def test_defender_split_is_carved_only_when_a_defense_needs_it():
+    n, spec = 1797, SplitSpec(validation=50)
+    plain = plan_splits(n, spec, Seeds(0).numpy("split"))
+    assert len(plain.defender) == 0
+    defended = plan_splits(n, spec, Seeds(0).numpy("split"), needs_defender=True)
+    left = n - 1250
+    assert len(defended.defender) == left // 2 and len(defended.population) == left - left // 2
+    parts = defended.as_dict()
+    allidx = np.concatenate(list(parts.values()))
+    assert len(allidx) == len(set(allidx.tolist())) == n
+    for k in ("members", "nonmembers", "shadow_in", "shadow_out", "validation"):  # the other roles stay put
+        assert (parts[k] == plain.as_dict()[k]).all()
+    # explicit sizes win; an explicit population leaves the defender what is left
+    sized = plan_splits(n, spec.model_copy(update={"defender": 100}), Seeds(0).numpy("split"))
+    assert len(sized.defender) == 100 and len(sized.population) == left - 100
+    capped = plan_splits(n, spec.model_copy(update={"population": 200}), Seeds(0).numpy("split"),
+                         needs_defender=True)
+    assert len(capped.population) == 200 and len(capped.defender) == left - 200
+    with pytest.raises(CyphercatError, match="defender 600"):
+        plan_splits(n, spec.model_copy(update={"defender": 600}), Seeds(0).numpy("split"))
+
+
 def test_impossible_splits_error():
     with pytest.raises(CyphercatError, match="splits"):
         plan_splits(500, SplitSpec(), Seeds(0).numpy("split"))

@@ -80,6 +80,9 @@ class SplitSpec(Strict):
     shadow_members: int = Field(300, ge=0)
     shadow_nonmembers: int = Field(300, ge=0)
     validation: int = Field(0, ge=0)
+    defender: int | None = Field(None, ge=0, description="records only the defender holds (distillation's transfer "
+                                 "set, adversarial regularisation's and MemGuard's non-member references); None = "
+                                 "half of the records left after the fixed splits when a defense needs them, else 0")
     population: int | None = Field(None, ge=0, description="records left for population data; None = the rest")
     members_file: str | None = Field(None, description="indices (.npy or one per line) of the records a target "
                                      "trained elsewhere used; the other roles come from the remaining records")

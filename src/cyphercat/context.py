@@ -76,24 +76,36 @@ class RunShared:
     memo: dict[Any, Any] = field(default_factory=dict)
     target: Model | None = None  # a target trained elsewhere (bring your own); None = train it here
 
-    @cached_property
-    def aux(self) -> DefenseData:
+    def _defense_data(self, reference: np.ndarray) -> DefenseData:
         ds, plan = self.dataset, self.plan
         target = self.spec.target
-
         # a ModelBuilder, not a closure: process and Ray workers receive it with the job environment
         build = ModelBuilder(target.model.name, {**self.model_params, **target.model.params},
                              tuple(ds.input_shape), ds.num_classes, "target.model")
-        return DefenseData(reference_x=ds.x[plan.population], reference_y=ds.y[plan.population],
+        return DefenseData(reference_x=ds.x[reference], reference_y=ds.y[reference],
                            validation_x=ds.x[plan.validation], validation_y=ds.y[plan.validation],
                            build=build, num_classes=ds.num_classes, modality=ds.modality,
                            value_range=ds.value_range, training=target.training)
 
     @cached_property
+    def aux(self) -> DefenseData:
+        """The defender's extra data: the defender split (never the population attacks draw on)."""
+        return self._defense_data(self.plan.defender)
+
+    @cached_property
+    def attacker_aux(self) -> DefenseData:
+        """What an adaptive attacker imitating the defense on its own models holds: the population."""
+        return self._defense_data(self.plan.population)
+
+    @cached_property
     def env(self) -> JobEnv:
-        ds = self.dataset
+        ds, plan = self.dataset, self.plan
+        held = hashlib.sha256()
+        for part in (plan.defender, plan.population, plan.validation):
+            held.update(np.ascontiguousarray(part, dtype=np.int64).tobytes() + b"|")
         return JobEnv(ds.x, ds.y, fingerprint(ds), ds.input_shape, ds.num_classes, self.device, self.aux,
-                      self.model_params, threads=self.spec.threads)
+                      self.model_params, threads=self.spec.threads, attacker_aux=self.attacker_aux,
+                      aux_fingerprint=held.hexdigest())
 
 
 class AuditContext:
@@ -124,7 +136,8 @@ class AuditContext:
             return model
         if attacker and not self.spec.attacker_knows_defense:
             return model
-        return self.defense.wrap(model, self.shared.aux, self.seeds.int("defense", role))
+        aux = self.shared.attacker_aux if attacker else self.shared.aux
+        return self.defense.wrap(model, aux, self.seeds.int("defense", role))
 
     def _run_jobs(self, jobs: list[TrainJob], env: JobEnv, description: str):
         bar = get_progress().task(description, total=len(jobs))

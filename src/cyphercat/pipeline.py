@@ -92,9 +92,7 @@ def _evaluate_one(ctx: AuditContext, attacks: list[tuple[str, dict]], scores: di
             for name, params in attacks]
     ctx.prefetch(set().union(*(a.requires() for a in made)))
     target = ctx.target
-    test_idx = np.concatenate([plan.nonmembers, plan.population])
-    if any(getattr(DEFENSES.get(d.name), "trains_on_population", False) for d in spec.defenses):
-        test_idx = plan.nonmembers  # a distilled student trained on the population: not test data for any row
+    test_idx = np.concatenate([plan.nonmembers, plan.population])  # no defense trains on these
     target_info = {"train_accuracy": target.accuracy(ctx.dataset.x[plan.members], ctx.dataset.y[plan.members]),
                    "test_accuracy": target.accuracy(ctx.dataset.x[test_idx], ctx.dataset.y[test_idx])}
     defense: dict[str, Any] = {"name": "none", "params": {}, "stage": None, "epsilon": None}
@@ -132,7 +130,8 @@ def prepare_run(spec: AuditSpec, *, dataset: Dataset | None = None, data_dir: Pa
     if spec.target.weights and members is None:
         raise CyphercatError("splits.members_file", "target.weights is set but nothing says which records it "
                              "trained on", "set splits.members_file to the indices of its training records")
-    plan = plan_splits(len(ds), spec.splits, seeds.numpy("split"), members)
+    needs_defender = any(DEFENSES.get(d.name, f"defenses.{d.name}").uses_reference for d in spec.defenses)
+    plan = plan_splits(len(ds), spec.splits, seeds.numpy("split"), members, needs_defender)
     if ds.prepare is not None:
         ds = check_dataset(ds.prepare(ds, plan.members).replace(prepare=None))
     model_params = _model_params(spec.target.model.name, ds)
@@ -158,6 +157,8 @@ def prepare_run(spec: AuditSpec, *, dataset: Dataset | None = None, data_dir: Pa
                        target=target)
     for d in made:  # e.g. DP-SGD on a layer Opacus cannot fix: fail before the baseline trains
         d.check(shared.aux)
+        if spec.attacker_knows_defense:
+            d.check(shared.attacker_aux)
     return shared, [None, *defenses]
 
 

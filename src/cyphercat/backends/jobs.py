@@ -68,7 +68,9 @@ class ModelBuilder:
 
 @dataclass
 class JobEnv:
-    """What every job of a run shares: the data, its fingerprint, and the defender's extra data."""
+    """What every job of a run shares: the data, its fingerprint, and the extra data a defense may use —
+    the defender's (``aux``, for the target) and the attacker's own (``attacker_aux``, for shadow and
+    reference models trained with the defense by an adaptive attacker)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -79,6 +81,11 @@ class JobEnv:
     aux: DefenseData | None = None
     model_params: dict[str, Any] = field(default_factory=dict)  # dataset-derived (vocab size for text)
     threads: int = 1  # torch intra-op threads inside every job, wherever it runs (bit-identical results)
+    attacker_aux: DefenseData | None = None
+    aux_fingerprint: str = ""  # which records aux and attacker_aux hold: part of a defended job's key
+
+    def aux_for(self, job: TrainJob) -> DefenseData | None:
+        return self.aux if job.role == "target" else self.attacker_aux
 
     def build(self, job: TrainJob) -> torch.nn.Module:
         params = {**self.model_params, **job.model.params}
@@ -96,6 +103,8 @@ def job_key(job: TrainJob, env: JobEnv) -> str:
         "init_seed": job.init_seed, "train_seed": job.train_seed, "device": env.device.type,
         # ensemble-trained weights depend (at float rounding) on the grouping: a new group size, new keys
         "group_size": GROUP_SIZE if _batchable(job) else 1,
+        # a defense may train on the defender's (or attacker's) extra records: which ones decides the weights
+        **({"aux": env.aux_fingerprint} if job.defense is not None else {}),
     })
 
 
@@ -105,7 +114,7 @@ def train_one(job: TrainJob, env: JobEnv) -> tuple[dict[str, torch.Tensor], dict
     info: dict[str, Any] = {}
     if job.defense is not None:
         d = make_defense(job.defense.name, job.defense.params)
-        net = d.train(net, x, y, job.training, job.train_seed, env.device, env.aux)
+        net = d.train(net, x, y, job.training, job.train_seed, env.device, env.aux_for(job))
         info = d.info()
     else:
         train_model(net, x, y, job.training, job.train_seed, env.device)

@@ -59,8 +59,11 @@ def _share(env: JobEnv) -> tuple[_EnvHandle, list[shared_memory.SharedMemory]]:
         return None
 
     changes = {f: put(f, getattr(env, f)) for f in _ARRAY_FIELDS}
-    if env.aux is not None:
-        changes["aux"] = dataclasses.replace(env.aux, **{f: put(f"aux.{f}", getattr(env.aux, f))
+    for name in ("aux", "attacker_aux"):
+        held = getattr(env, name)
+        if held is None:
+            continue
+        changes[name] = dataclasses.replace(held, **{f: put(f"{name}.{f}", getattr(held, f))
                                                          for f in _AUX_ARRAY_FIELDS})
     return _EnvHandle(uuid.uuid4().hex, dataclasses.replace(env, **changes), refs), blocks
 
@@ -74,9 +77,12 @@ def _attach(handle: _EnvHandle) -> JobEnv:
         blocks.append(shm)
         arrays[path] = np.ndarray(ref.shape, np.dtype(ref.dtype), buffer=shm.buf)
     env = handle.env
-    top = {f: arrays[f] for f in _ARRAY_FIELDS if f in arrays}
-    aux = {f: arrays[f"aux.{f}"] for f in _AUX_ARRAY_FIELDS if f"aux.{f}" in arrays}
-    env = dataclasses.replace(env, **top, **({"aux": dataclasses.replace(env.aux, **aux)} if aux else {}))
+    changes: dict[str, Any] = {f: arrays[f] for f in _ARRAY_FIELDS if f in arrays}
+    for name in ("aux", "attacker_aux"):
+        held = {f: arrays[f"{name}.{f}"] for f in _AUX_ARRAY_FIELDS if f"{name}.{f}" in arrays}
+        if held:
+            changes[name] = dataclasses.replace(getattr(env, name), **held)
+    env = dataclasses.replace(env, **changes)
     _WORKER_ENVS[handle.token] = (env, blocks)
     return env
 

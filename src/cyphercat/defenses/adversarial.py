@@ -30,6 +30,7 @@ def _features(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @defense("adversarial_regularization")
 class AdversarialRegularization(Defense):
     description = "min-max training against a membership inference model, weight lam (Nasr et al. 2018)"
+    uses_reference = True
 
     def __init__(self, lam: float = 1.0, attack_steps: int = 1, attack_hidden: int = 64, attack_lr: float = 1e-3):
         if lam < 0:

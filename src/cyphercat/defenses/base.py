@@ -28,7 +28,8 @@ from cyphercat.registry import DEFENSES
 class DefenseData:
     """What a defender holds besides the training set: non-member reference records (distillation,
     adversarial regularisation, MemGuard), a validation split (early stopping), and a way to build a
-    fresh model of the same architecture."""
+    fresh model of the same architecture. For the target these are the audit's defender split; an
+    adaptive attacker imitating the defense on its own models uses the population split instead."""
 
     reference_x: np.ndarray
     reference_y: np.ndarray
@@ -44,6 +45,7 @@ class DefenseData:
 class Defense:
     stage: ClassVar[str] = "training"  # or "inference"
     description: ClassVar[str] = ""
+    uses_reference: ClassVar[bool] = False  # trains on DefenseData.reference_x: the run needs a defender split
 
     @classmethod
     def param_names(cls) -> list[str]:

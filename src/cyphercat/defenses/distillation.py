@@ -7,8 +7,8 @@ student only through its predictions on other records.
 
 Deviation from the paper: DMP also selects the reference records whose teacher predictions have low
 entropy; here every reference record is used (``reference_size`` caps how many, first in index order).
-The reference records are the audit's population split, so a run with this defense measures test
-accuracy on the target's non-members only (the student trained on the population).
+The reference records are the audit's defender split, disjoint from the population that test accuracy
+and population-based attacks use.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cyphercat.training.trainer import predict_logits, resolve_device, train_mod
 @defense("distillation")
 class Distillation(Defense):
     description = "DMP: release a student trained only on a teacher's soft labels of reference data"
-    trains_on_population = True
+    uses_reference = True
 
     def __init__(self, temperature: float = 1.0, reference_size: int | None = None):
         if temperature <= 0:

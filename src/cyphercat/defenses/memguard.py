@@ -50,6 +50,7 @@ def _shadow_probs(net, fit_x, fit_y, query_x, training: TrainingSpec, num_classe
 class MemGuard(Defense):
     description = "noise that makes a defense classifier output ½ while keeping the label (Jia et al. 2019)"
     stage = "inference"
+    uses_reference = True
 
     def __init__(self, budget: float = 1.0, max_iter: int = 100, step: float = 0.1, c_label: float = 10.0,
                  c_dist: float = 0.1, tolerance: float = 0.05, margin: float = 1e-3):
@@ -70,8 +71,8 @@ class MemGuard(Defense):
             raise CyphercatError(FIELD, "memguard needs a probability vector over at least 2 classes",
                                  "drop memguard for this model")
         if len(aux.reference_y) < 4:
-            raise CyphercatError(FIELD, "memguard trains its defense classifier on reference (population) "
-                                 "records but there are fewer than 4", "leave records for splits.population")
+            raise CyphercatError(FIELD, "memguard trains its defense classifier on the defender's reference "
+                                 "records but there are fewer than 4", "leave records for splits.defender")
 
     # ---- phase 0 ----------------------------------------------------------------------------------
     def fit(self, aux: DefenseData) -> MemGuard:

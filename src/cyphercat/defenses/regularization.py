@@ -44,8 +44,8 @@ def reference_data(x: np.ndarray, y: np.ndarray, aux: DefenseData | None, seed: 
     if aux is None:
         return holdout(x, y, 0.5, seed)
     if len(aux.reference_y) == 0:
-        raise CyphercatError(f"defenses.{name}", f"{name} needs reference (population) records but the "
-                             "population split is empty", "shrink the other splits or set splits.population > 0")
+        raise CyphercatError(f"defenses.{name}", f"{name} needs the defender's reference records but the "
+                             "defender split is empty", "shrink the other splits or set splits.defender > 0")
     return x, y, aux.reference_x, aux.reference_y
 
 
