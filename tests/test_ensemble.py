@@ -227,3 +227,28 @@ def test_full_training_matches(digits):
     training = TrainingSpec(epochs=300)
     got = train_ensemble(build, [1, 2, 3, 4], x, y, sets, training, [5, 6, 7, 8])
     assert_identical(got, one_by_one(build, [1, 2, 3, 4], x, y, sets, training, [5, 6, 7, 8]))
+
+
+def test_linear_stack_declines_what_it_would_train_differently():
+    frozen = builder("mlp")(0)
+    frozen[1].weight.requires_grad_(False)
+    assert not LinearStack.accepts(frozen, SHAPE)
+    leaky = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.LeakyReLU(0.1, inplace=True), nn.Linear(8, 10))
+    assert not LinearStack.accepts(leaky, SHAPE)
+    relu = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(inplace=True), nn.Linear(8, 10))
+    assert LinearStack.accepts(relu, SHAPE)
+    assert not LinearStack.accepts(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Softmax(1)), SHAPE)
+
+
+def test_frozen_layer_stays_frozen(digits):
+    x, y = digits
+
+    def build(s):
+        net = builder("mlp")(s)
+        net[1].weight.requires_grad_(False)
+        return net
+
+    sets = random_sets([96, 96], len(y), seed=6)
+    got = train_ensemble(build, [1, 2], x, y, sets, ADAM, [3, 4])
+    assert torch.equal(got[0]["1.weight"], build(1).state_dict()["1.weight"])
+    assert_same(got, one_by_one(build, [1, 2], x, y, sets, ADAM, [3, 4]))

@@ -46,7 +46,11 @@ _ACTS: dict[type, tuple[Callable, Callable, str]] = {
 
 
 def _supported(m: nn.Module) -> bool:
-    return type(m) in _ACTS or type(m) in (nn.Linear, nn.Dropout, nn.Identity)
+    if type(m) in _ACTS:
+        # in place, autograd differentiates other modules through their output (leaky_relu_backward with
+        # self_is_result=True, ...); ReLU's backward reads its output either way
+        return type(m) is nn.ReLU or not getattr(m, "inplace", False)
+    return type(m) in (nn.Linear, nn.Dropout, nn.Identity)
 
 
 class LinearStack:
@@ -76,7 +80,7 @@ class LinearStack:
                     self.dropouts.append((float(m.p), (width,)))
             elif type(m) in _ACTS:
                 self.layers.append(("act", m))
-        self._buffers: dict[int, list] = {}
+        self._buffers: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
     def _param(self, t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
         if t is None:
@@ -99,8 +103,9 @@ class LinearStack:
             return False
         if not mods or type(mods[-1]) is not nn.Linear:
             return False  # the loss must see the last Linear's output
+        # a frozen parameter (requires_grad=False) is left alone by the one-model trainer: not here
         return all(_supported(m) for m in mods) and all(
-            p.dtype == torch.float32 for m in mods for p in m.parameters())
+            p.dtype == torch.float32 and p.requires_grad for m in mods for p in m.parameters())
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), -1) if self.flatten else x
