@@ -2,7 +2,8 @@
 
 Each of M default MLPs (hidden [512], adam lr 1e-3, batch 64) trains on a random 300-record half of
 600 digits records, as LiRA/RMIA reference models would. Also prints the largest weight difference
-between the two paths (they should agree to float rounding).
+between the two paths: 0, because the ensemble's MLP path calls the kernels the one-model run calls.
+Both use the library's trainers as they are (fused Adam, one optimizer step per batch).
 
     .venv/bin/python benchmarks/bench_ensemble.py                 # 300 epochs, M = 16 and 64
     .venv/bin/python benchmarks/bench_ensemble.py --epochs 20 --models 16
