@@ -7,6 +7,7 @@ Both use the library's trainers as they are (fused Adam, one optimizer step per 
 
     .venv/bin/python benchmarks/bench_ensemble.py                 # 300 epochs, M = 16 and 64
     .venv/bin/python benchmarks/bench_ensemble.py --epochs 20 --models 16
+    .venv/bin/python benchmarks/bench_ensemble.py --threads 1    # as audits run (spec field threads)
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def main() -> None:
     ap.add_argument("--models", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     ds = load_dataset("digits", {})
     x, y = ds.x[:600], ds.y[:600]
