@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from cyphercat.config import TrainingSpec
@@ -252,3 +254,37 @@ def test_frozen_layer_stays_frozen(digits):
     got = train_ensemble(build, [1, 2], x, y, sets, ADAM, [3, 4])
     assert torch.equal(got[0]["1.weight"], build(1).state_dict()["1.weight"])
     assert_same(got, one_by_one(build, [1, 2], x, y, sets, ADAM, [3, 4]))
+
+
+# ---- any Linear stack, any optimizer: bit for bit ---------------------------------------------------
+ACTIVATIONS = [nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, lambda: nn.LeakyReLU(0.2), nn.Identity]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(widths=st.lists(st.integers(1, 40), min_size=0, max_size=3),
+       acts=st.lists(st.integers(0, len(ACTIVATIONS) - 1), min_size=3, max_size=3),
+       bias=st.booleans(), dropout=st.sampled_from([0.0, 0.25]),
+       opt=st.sampled_from(["adam", "adamw", "sgd"]), batch=st.integers(1, 64), size=st.integers(2, 90),
+       models=st.integers(2, 5))
+def test_any_linear_stack_matches_bit_for_bit(digits, widths, acts, bias, dropout, opt, batch, size, models):
+    x, y = digits
+    training = {"adam": ADAM, "sgd": SGD, "adamw": ADAMW}[opt].model_copy(update={"batch_size": batch})
+
+    def build(s):
+        torch.manual_seed(s)  # test-only model factory; library code never seeds the global RNG
+        layers, width = [nn.Flatten()], 64
+        for w, a in zip(widths, acts, strict=False):
+            layers += [nn.Linear(width, w, bias=bias), ACTIVATIONS[a]()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = w
+        return nn.Sequential(*layers, nn.Linear(width, CLASSES, bias=bias))
+
+    assert LinearStack.accepts(build(0), SHAPE)
+    state = torch.get_rng_state()
+    sets = random_sets([size] * models, len(y), seed=size)
+    init, order = list(range(1, models + 1)), list(range(10, 10 + models))
+    got = train_ensemble(build, init, x, y, sets, training, order)
+    want = one_by_one(build, init, x, y, sets, training, order)
+    torch.set_rng_state(state)
+    assert_identical(got, want)

@@ -179,9 +179,10 @@ def _dropout_calls(net: nn.Module, example: torch.Tensor) -> tuple[list[tuple[fl
     return calls, names
 
 
-def _make_engine(nets: Sequence[nn.Module], device: torch.device, example: torch.Tensor):
+def _make_engine(nets: Sequence[nn.Module], device: torch.device, example: torch.Tensor,
+                 batch_sizes: Sequence[int] = (2,)):
     if LinearStack.accepts(nets[0], tuple(example.shape[1:])):
-        return LinearStack(nets, device, tuple(example.shape[1:]))
+        return LinearStack(nets, device, tuple(example.shape[1:]), batch_sizes)
     return _VmapEngine(nets, device, example)
 
 
@@ -203,13 +204,12 @@ def _draw_noise(engine, drop_gens: list[torch.Generator], batch: int, device: to
 def _train_chunk(nets: list[nn.Module], positions: torch.Tensor, seeds: list[int], xu: torch.Tensor,
                  yu: torch.Tensor, training: TrainingSpec, device: torch.device) -> list[dict[str, torch.Tensor]]:
     """Train the models of one chunk (all on ``positions.shape[1]`` records) in lock-step."""
-    engine = _make_engine(nets, device, xu[:1])
+    n, bs = positions.shape[1], training.batch_size
+    engine = _make_engine(nets, device, xu[:1], [size for size in (min(bs, n), n % bs) if size])
     xe = engine.prepare(xu)
     opt = StackedOptimizer(engine.params, training)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     drop_gens = [torch.Generator().manual_seed(int(s) ^ DROPOUT_SEED_MIX) for s in seeds] if engine.dropouts else []
-    n = positions.shape[1]
-    bs = training.batch_size
     steps = -(-n // bs)
     for _epoch in range(training.epochs):
         perm = torch.stack([torch.randperm(n, generator=g) for g in gens])

@@ -6,11 +6,11 @@ Autograd allocates a fresh tensor of that size for every intermediate of every s
 page faults and data that never stays in the per-core L2 cache, and the step ends up slower than its
 matmuls. Here every intermediate lives in a buffer allocated once per batch size and reused.
 
-Why the numbers still equal the one-model trainer's: each step calls the same ATen kernels that
-autograd calls for ``nn.Linear`` and the activations in the one-model run, in the same order —
-``baddbmm``/``bmm`` for ``addmm``/``mm``, ``nll_loss_backward``, ``_log_softmax_backward_data``,
-``threshold_backward`` and friends — only batched over models. Parameter i of the stack is a slice
-whose elements are laid out as in model i's own ``nn.Linear``.
+Why the numbers still equal the one-model trainer's: each step calls the kernels that autograd calls
+for the activations and the loss in the one-model run, in the same order — ``nll_loss_backward``,
+``_log_softmax_backward_data``, ``threshold_backward`` and friends, which work element by element or
+row by row, so batching over models changes nothing — and multiplies as :mod:`.linear_plan` checked,
+per layer and batch size, sums exactly as the one-model run's ``addmm``/``mm`` do.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cyphercat.training import linear_plan
 from cyphercat.training.stacked_optim import ALIGN
 
 aten = torch.ops.aten
@@ -43,6 +44,16 @@ _ACTS: dict[type, tuple[Callable, Callable, str]] = {
                    lambda g, s, m: aten.leaky_relu_backward.grad_input(g, s, m.negative_slope, False,
                                                                        grad_input=g), "in"),
 }
+# Element-wise kernels run a vector loop with a scalar tail (and split big tensors between threads); for
+# these two every element is computed the same either way (a comparison, one multiplication). The
+# others (exp, tanh, erf, ... in the vector library vs libm; fused multiply-adds) can round an element
+# differently depending on where it falls, so they run model by model, on each model's own slice.
+_SAME_IN_ANY_POSITION = (nn.ReLU, nn.LeakyReLU)
+
+
+def _per_model(fn: Callable, *tensors: torch.Tensor) -> None:
+    for i in range(len(tensors[0])):
+        fn(*(t[i] for t in tensors))
 
 
 def _supported(m: nn.Module) -> bool:
@@ -57,7 +68,8 @@ class LinearStack:
     """The layers of M identically shaped ``nn.Sequential`` models as stacked tensors, with
     :meth:`compute_grads` filling each parameter's ``.grad`` for one mini-batch per model."""
 
-    def __init__(self, nets: Sequence[nn.Module], device: torch.device, sample_shape: tuple[int, ...]):
+    def __init__(self, nets: Sequence[nn.Module], device: torch.device, sample_shape: tuple[int, ...],
+                 batch_sizes: Sequence[int]):
         self.nets = nets
         self.flatten = isinstance(nets[0][0], nn.Flatten)
         self.device = device
@@ -65,14 +77,20 @@ class LinearStack:
         self.params: list[torch.Tensor] = []
         self.dropouts: list[tuple[float, tuple[int, ...]]] = []
         width = self.in_width = int(np.prod(sample_shape))
+        first_linear = True
         for k, m in enumerate(nets[0]):
             if isinstance(m, nn.Linear):
-                # [M, in, out] makes the forward matmul fastest; a weight with a fused-optimizer tail keeps
-                # nn.Linear's [out, in] order so the tail holds the same elements as in the one-model run
-                transposed = (m.in_features * m.out_features) % ALIGN == 0
-                w = torch.stack([n[k].weight.detach().t() if transposed else n[k].weight.detach() for n in nets])
+                # [M, in, out] (the "fast" layout) only where a weight has no fused-optimizer tail: elsewhere
+                # nn.Linear's [out, in] order keeps the tail on the same elements as in the one-model run
+                plan = linear_plan.choose(len(nets), m.in_features, m.out_features, m.bias is not None,
+                                          tuple(batch_sizes), device,
+                                          allow_fast=(m.in_features * m.out_features) % ALIGN == 0,
+                                          input_grad_needed=not first_linear)
+                first_linear = False
+                w = torch.stack([n[k].weight.detach().t() if plan.transposed else n[k].weight.detach()
+                                 for n in nets])
                 b = torch.stack([n[k].bias.detach() for n in nets]) if m.bias is not None else None
-                self.layers.append(("linear", (k, self._param(w, device), self._param(b, device), transposed)))
+                self.layers.append(("linear", (k, self._param(w, device), self._param(b, device), plan)))
                 width = m.out_features
             elif isinstance(m, nn.Dropout):
                 if m.p > 0:
@@ -116,8 +134,8 @@ class LinearStack:
             m, width, outs = len(self.nets), self.in_width, []
             for i, (kind, arg) in enumerate(self.layers):
                 if kind == "linear":
-                    _, w, _, transposed = arg
-                    width = w.shape[2] if transposed else w.shape[1]
+                    _, w, _, plan = arg
+                    width = w.shape[2] if plan.transposed else w.shape[1]
                 if kind == "act" and _ACTS[type(arg)][2] == "out" and i > 0 and self.layers[i - 1][0] != "act":
                     # no backward reads a Linear's or Dropout's output: activate it in place
                     outs.append(outs[-1])
@@ -134,16 +152,16 @@ class LinearStack:
         inputs = [xb, *outs[:-1]]
         for (kind, arg), h, out in zip(self.layers, inputs, outs, strict=True):
             if kind == "linear":
-                _, w, b, transposed = arg
-                wt = w if transposed else w.mT
-                if b is None:
-                    torch.bmm(h, wt, out=out)
-                else:
-                    torch.baddbmm(b.unsqueeze(1), h, wt, out=out)
+                _, w, b, plan = arg
+                linear_plan.forward(plan, h, w, b, out)
             elif kind == "dropout":
                 torch.mul(h, noise[arg], out=out)
             else:
-                _ACTS[type(arg)][0](h, arg, out)
+                forward = _ACTS[type(arg)][0]
+                if isinstance(arg, _SAME_IN_ANY_POSITION):
+                    forward(h, arg, out)
+                else:
+                    _per_model(lambda hi, oi, arg=arg, forward=forward: forward(hi, arg, oi), h, out)
 
         # cross_entropy(logits, y) is nll_loss(log_softmax(logits)); the sum over the M * batch rows
         # scaled by 1 / batch gives each model the gradient of its own mean loss
@@ -158,29 +176,30 @@ class LinearStack:
         for i in range(len(self.layers) - 1, first_linear - 1, -1):
             kind, arg = self.layers[i]
             if kind == "linear":
-                _, w, b, transposed = arg
-                if transposed:
-                    torch.bmm(inputs[i].mT, g, out=w.grad)
-                else:
-                    torch.bmm(g.mT, inputs[i], out=w.grad)
+                _, w, b, plan = arg
+                linear_plan.weight_grad(plan, g, inputs[i], w.grad)
                 if b is not None:
-                    torch.sum(g, 1, out=b.grad)
+                    linear_plan.bias_grad(plan, g, b.grad)
                 if i == first_linear:
                     break  # the layers below have no parameters
-                g = torch.bmm(g, w.mT if transposed else w, out=grads[i - 1])
+                g = linear_plan.input_grad(plan, g, w, inputs[i], grads[i - 1])
             elif kind == "dropout":
                 g.mul_(noise[arg])
             else:
                 _, backward, reads = _ACTS[type(arg)]
-                backward(g, outs[i] if reads == "out" else inputs[i], arg)
+                saved = outs[i] if reads == "out" else inputs[i]
+                if isinstance(arg, _SAME_IN_ANY_POSITION):
+                    backward(g, saved, arg)
+                else:
+                    _per_model(lambda gi, si, arg=arg, backward=backward: backward(gi, si, arg), g, saved)
 
     def write_back(self) -> None:
         with torch.no_grad():
             for kind, arg in self.layers:
                 if kind != "linear":
                     continue
-                k, w, b, transposed = arg
+                k, w, b, plan = arg
                 for i, net in enumerate(self.nets):
-                    net[k].weight.copy_(w[i].t() if transposed else w[i])
+                    net[k].weight.copy_(w[i].t() if plan.transposed else w[i])
                     if b is not None:
                         net[k].bias.copy_(b[i])
