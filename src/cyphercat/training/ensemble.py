@@ -17,8 +17,8 @@ run on model i, because every ingredient of that run is kept per model:
   generator per model, in the same order, so dropout models match too.
 
 Only the floating-point summation order can differ from the one-model run. Linear stacks come out
-bitwise equal on the CPUs we tried (also after 300 epochs): they call the very kernels the one-model
-run calls. Under ``vmap`` a convolution over M models becomes one grouped convolution, which sums in
+bitwise equal (also after 300 epochs): where batching could change a sum, :mod:`.linear_plan` checks
+it on the spot and otherwise makes the one-model calls model by model. Under ``vmap`` a convolution over M models becomes one grouped convolution, which sums in
 another order (the default ``cnn``'s second layer differs by ~4e-6 in one forward pass; its first,
 with one input channel, not at all). Training amplifies that: for the default digits ``cnn`` (M = 4)
 the largest weight difference was 1.5e-8 after one epoch of SGD and 4.7e-3 (1.2 % of the weight's
