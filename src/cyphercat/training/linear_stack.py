@@ -15,6 +15,7 @@ per layer and batch size, sums exactly as the one-model run's ``addmm``/``mm`` d
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -87,6 +88,10 @@ class LinearStack:
                                           allow_fast=(m.in_features * m.out_features) % ALIGN == 0,
                                           input_grad_needed=not first_linear)
                 first_linear = False
+                if not plan.exact:
+                    warnings.warn(f"ensemble: layer {k} ({m.in_features}->{m.out_features}) could not be made to "
+                                  "sum exactly as the one-model trainer does on this machine; its models agree with "
+                                  "one-model training to float rounding only", stacklevel=3)
                 w = torch.stack([n[k].weight.detach().t() if plan.transposed else n[k].weight.detach()
                                  for n in nets])
                 b = torch.stack([n[k].bias.detach() for n in nets]) if m.bias is not None else None
