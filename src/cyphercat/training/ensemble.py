@@ -17,16 +17,16 @@ run on model i, because every ingredient of that run is kept per model:
   generator per model, in the same order, so dropout models match too.
 
 Only the floating-point summation order can differ from the one-model run. Linear stacks come out
-bitwise equal (also after 300 epochs): where batching could change a sum, :mod:`.linear_plan` checks
-it on the spot and otherwise makes the one-model calls model by model. Under ``vmap`` a convolution over M models becomes one grouped convolution, which sums in
-another order (the default ``cnn``'s second layer differs by ~4e-6 in one forward pass; its first,
-with one input channel, not at all). Training amplifies that: for the default digits ``cnn`` (M = 4)
-the largest weight difference was 1.5e-8 after one epoch of SGD and 4.7e-3 (1.2 % of the weight's
-scale) after 30; with Adam, whose update is about ±lr whatever a gradient's size, gradients that
-are near zero by cancellation flip sign on rounding, giving 5.8e-6 after one epoch and 1.2e-2
-(7 %) after 30. Such models are as valid a draw as the one-model trainer's, and a run's numbers
-stay reproducible because the grouping is fixed (see ``cyphercat.backends.jobs``), but they are
-not the same draw.
+bitwise equal (also after 300 epochs): where batching could change a sum, :mod:`.linear_plan` checks it
+on the spot and otherwise makes the one-model calls model by model. Under ``vmap`` a convolution over M
+models becomes one grouped convolution, which sums in another order (the default ``cnn``'s second layer
+differs by ~4e-6 in one forward pass; its first, with one input channel, not at all). Training amplifies
+that: for the default digits ``cnn`` (M = 4) the largest weight difference was 1.5e-8 after one epoch of
+SGD and 4.7e-3 (1.2 % of the weight's scale) after 30; with Adam, whose update is about ±lr whatever a
+gradient's size, gradients that are near zero by cancellation flip sign on rounding, giving 5.8e-6 after
+one epoch and 1.2e-2 (7 %) after 30. Such models are as valid a draw as the one-model trainer's, and a
+run's numbers stay reproducible because the grouping is fixed (see ``cyphercat.backends.jobs``), but
+they are not the same draw.
 
 What cannot be batched falls back to the one-model trainer (still exact, just not faster): modules with
 running statistics (batch norm), recurrent layers, hooks, dropout variants other than ``nn.Dropout``,

@@ -52,9 +52,9 @@ _ACTS: dict[type, tuple[Callable, Callable, str]] = {
 _SAME_IN_ANY_POSITION = (nn.ReLU, nn.LeakyReLU)
 
 
-def _per_model(fn: Callable, *tensors: torch.Tensor) -> None:
-    for i in range(len(tensors[0])):
-        fn(*(t[i] for t in tensors))
+def _slices(act: nn.Module, *tensors: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+    """The whole stack at once, or each model's own slice where position can change the rounding."""
+    return [tensors] if isinstance(act, _SAME_IN_ANY_POSITION) else list(zip(*tensors, strict=True))
 
 
 def _supported(m: nn.Module) -> bool:
@@ -78,7 +78,6 @@ class LinearStack:
         self.params: list[torch.Tensor] = []
         self.dropouts: list[tuple[float, tuple[int, ...]]] = []
         width = self.in_width = int(np.prod(sample_shape))
-        first_linear = True
         for k, m in enumerate(nets[0]):
             if isinstance(m, nn.Linear):
                 # [M, in, out] (the "fast" layout) only where a weight has no fused-optimizer tail: elsewhere
@@ -86,8 +85,7 @@ class LinearStack:
                 plan = linear_plan.choose(len(nets), m.in_features, m.out_features, m.bias is not None,
                                           tuple(batch_sizes), device,
                                           allow_fast=(m.in_features * m.out_features) % ALIGN == 0,
-                                          input_grad_needed=not first_linear)
-                first_linear = False
+                                          input_grad_needed=any(kind == "linear" for kind, _ in self.layers))
                 if not plan.exact:
                     warnings.warn(f"ensemble: layer {k} ({m.in_features}->{m.out_features}) could not be made to "
                                   "sum exactly as the one-model trainer does on this machine; its models agree with "
@@ -103,6 +101,7 @@ class LinearStack:
                     self.dropouts.append((float(m.p), (width,)))
             elif type(m) in _ACTS:
                 self.layers.append(("act", m))
+        self.first_linear = next(i for i, (kind, _) in enumerate(self.layers) if kind == "linear")
         self._buffers: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
 
     def _param(self, t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -162,11 +161,8 @@ class LinearStack:
             elif kind == "dropout":
                 torch.mul(h, noise[arg], out=out)
             else:
-                forward = _ACTS[type(arg)][0]
-                if isinstance(arg, _SAME_IN_ANY_POSITION):
-                    forward(h, arg, out)
-                else:
-                    _per_model(lambda hi, oi, arg=arg, forward=forward: forward(hi, arg, oi), h, out)
+                for hi, oi in _slices(arg, h, out):
+                    _ACTS[type(arg)][0](hi, arg, oi)
 
         # cross_entropy(logits, y) is nll_loss(log_softmax(logits)); the sum over the M * batch rows
         # scaled by 1 / batch gives each model the gradient of its own mean loss
@@ -177,26 +173,22 @@ class LinearStack:
         g = aten._log_softmax_backward_data(aten.nll_loss_backward(scale, log_p, target, None, 2, -100, total),
                                              log_p, 1, log_p.dtype).view(m, batch, -1)
 
-        first_linear = next(i for i, (kind, _) in enumerate(self.layers) if kind == "linear")
-        for i in range(len(self.layers) - 1, first_linear - 1, -1):
+        for i in range(len(self.layers) - 1, self.first_linear - 1, -1):
             kind, arg = self.layers[i]
             if kind == "linear":
                 _, w, b, plan = arg
                 linear_plan.weight_grad(plan, g, inputs[i], w.grad)
                 if b is not None:
                     linear_plan.bias_grad(plan, g, b.grad)
-                if i == first_linear:
+                if i == self.first_linear:
                     break  # the layers below have no parameters
                 g = linear_plan.input_grad(plan, g, w, inputs[i], grads[i - 1])
             elif kind == "dropout":
                 g.mul_(noise[arg])
             else:
                 _, backward, reads = _ACTS[type(arg)]
-                saved = outs[i] if reads == "out" else inputs[i]
-                if isinstance(arg, _SAME_IN_ANY_POSITION):
-                    backward(g, saved, arg)
-                else:
-                    _per_model(lambda gi, si, arg=arg, backward=backward: backward(gi, si, arg), g, saved)
+                for gi, si in _slices(arg, g, outs[i] if reads == "out" else inputs[i]):
+                    backward(gi, si, arg)
 
     def write_back(self) -> None:
         with torch.no_grad():

@@ -37,10 +37,6 @@ class StackedOptimizer:
         self._fast = _fused_adam_call(self.opt)
         self.steps = 0
 
-    def zero_grad(self) -> None:
-        for p in self.stacked:
-            p.grad = None
-
     def step(self) -> None:
         for p, views in zip(self.split, self.views, strict=True):
             for i, v in enumerate(views):
