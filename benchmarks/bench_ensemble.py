@@ -52,7 +52,8 @@ def main() -> None:
     # one-time costs (kernel selection, allocator warm-up) should not count against either path
     warm = TrainingSpec(optimizer="adam", lr=1e-3, batch_size=64, epochs=2)
     train_model(build(0), x[:300], y[:300], warm, seed=0, device=args.device)
-    train_ensemble(build, [0, 1], x, y, [np.arange(300), np.arange(300, 600)], warm, [0, 1], device=args.device)
+    train_ensemble(build, [0, 1], x, y, [np.arange(300), np.arange(300, 600)], warm, [0, 1], device=args.device,
+                   vmap_on_cpu=True)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
           f"{args.arch}, {args.optimizer}, epochs {args.epochs}")
@@ -68,7 +69,9 @@ def main() -> None:
         train_seeds = [2000 + i for i in range(m)]
 
         t0, c0 = time.perf_counter(), time.process_time()
-        fast = train_ensemble(build, init_seeds, x, y, sets, training, train_seeds, device=args.device)
+        # vmap_on_cpu: measure the vmap engine for --arch cnn (audits train conv nets one by one on a CPU)
+        fast = train_ensemble(build, init_seeds, x, y, sets, training, train_seeds, device=args.device,
+                              vmap_on_cpu=True)
         t_ens, c_ens = (time.perf_counter() - t0) / m, (time.process_time() - c0) / m
 
         t0, c0 = time.perf_counter(), time.process_time()

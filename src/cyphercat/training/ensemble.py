@@ -19,14 +19,14 @@ run on model i, because every ingredient of that run is kept per model:
 Only the floating-point summation order can differ from the one-model run. Linear stacks come out
 bitwise equal (also after 300 epochs): where batching could change a sum, :mod:`.linear_plan` checks it
 on the spot and otherwise makes the one-model calls model by model. Under ``vmap`` a convolution over M
-models becomes one grouped convolution, which sums in another order (the default ``cnn``'s second layer
-differs by ~4e-6 in one forward pass; its first, with one input channel, not at all). Training amplifies
-that: for the default digits ``cnn`` (M = 4) the largest weight difference was 1.5e-8 after one epoch of
-SGD and 4.7e-3 (1.2 % of the weight's scale) after 30; with Adam, whose update is about ±lr whatever a
-gradient's size, gradients that are near zero by cancellation flip sign on rounding, giving 5.8e-6 after
-one epoch and 1.2e-2 (7 %) after 30. Such models are as valid a draw as the one-model trainer's, and a
-run's numbers stay reproducible because the grouping is fixed (see ``cyphercat.backends.jobs``), but
-they are not the same draw.
+models becomes one grouped convolution, which sums in another order, and training amplifies that:
+``benchmarks/bench_ensemble.py --arch cnn --models 4`` printed a largest weight difference of 1.5e-8
+after one epoch of SGD and 9.6e-6 after one of Adam (whose update is about ±lr whatever a gradient's
+size, so a near-zero gradient whose sign flips on rounding counts in full), and 3.7 % and 6.7 % of a
+weight tensor's scale after 30 epochs. Those are valid draws, but not the one-model trainer's, and on a
+CPU they bought no time (0.9-1.0x on 2 cores), so there such nets train one by one unless
+``vmap_on_cpu`` asks otherwise. On CUDA, where launching each model's kernels separately is what costs,
+they go through vmap (not measured here: no GPU was available).
 
 What cannot be batched falls back to the one-model trainer (still exact, just not faster): modules with
 running statistics (batch norm), recurrent layers, hooks, dropout variants other than ``nn.Dropout``,
@@ -36,8 +36,8 @@ which no per-model generator can replay.
 
 Two engines: stacks of ``Linear``/activation/``Dropout`` layers (every MLP and logistic regression in the
 zoo) run through :class:`~cyphercat.training.linear_stack.LinearStack`, batched matmuls with a
-hand-written backward pass into preallocated buffers; everything else runs through
-``torch.func.functional_call`` under ``torch.func.vmap`` with autograd.
+hand-written backward pass into preallocated buffers; everything else (on CUDA, or with ``vmap_on_cpu``)
+runs through ``torch.func.functional_call`` under ``torch.func.vmap`` with autograd.
 """
 
 from __future__ import annotations
@@ -238,7 +238,8 @@ def _fallback_reason(net: nn.Module, device: torch.device, example: torch.Tensor
 
 def train_ensemble(build: Callable[[int], nn.Module], init_seeds: Sequence[int], x: np.ndarray, y: np.ndarray,
                    index_sets: Sequence[np.ndarray], training: TrainingSpec, train_seeds: Sequence[int],
-                   device: torch.device | str = "cpu", chunk_size: int | None = None) -> list[dict[str, torch.Tensor]]:
+                   device: torch.device | str = "cpu", chunk_size: int | None = None,
+                   vmap_on_cpu: bool = False) -> list[dict[str, torch.Tensor]]:
     """Train model i = ``build(init_seeds[i])`` on ``x[index_sets[i]], y[index_sets[i]]`` with data-order
     seed ``train_seeds[i]``; return the trained ``state_dict()`` of each, in order.
 
@@ -246,7 +247,9 @@ def train_ensemble(build: Callable[[int], nn.Module], init_seeds: Sequence[int],
     seed=train_seeds[i], device).state_dict()`` up to float rounding. Models train together in groups of
     equal index-set size (lock-step needs equal steps per epoch), at most ``chunk_size`` at once (memory
     grows linearly with it; None = a whole group). Architectures that cannot be batched are trained one
-    at a time with ``train_model``."""
+    at a time with ``train_model``, and so are those that only ``vmap`` could batch when the device is a
+    CPU, unless ``vmap_on_cpu``: there it gained nothing (0.9-1.0x for the default ``cnn`` on 2 cores,
+    ``benchmarks/bench_ensemble.py --arch cnn``) and its models are not the one-model trainer's."""
     m = len(index_sets)
     if len(init_seeds) != m or len(train_seeds) != m:
         raise CyphercatError("index_sets", f"got {m} index sets, {len(init_seeds)} init seeds and "
@@ -272,11 +275,15 @@ def train_ensemble(build: Callable[[int], nn.Module], init_seeds: Sequence[int],
     yu = torch.from_numpy(np.asarray(y, dtype=np.int64)[used]).to(device)
 
     first = build(int(init_seeds[0]))
-    reason = _fallback_reason(first, device, xu[:2])
+    if device.type == "cpu" and not vmap_on_cpu and not LinearStack.accepts(first, tuple(xu.shape[1:])):
+        reason = ""  # a choice, not a limitation: nothing to warn about
+    else:
+        reason = _fallback_reason(first, device, xu[:2])
     results: list[dict[str, torch.Tensor] | None] = [None] * m
     if reason is not None:
-        warnings.warn(f"train_ensemble: training {type(first).__name__} one model at a time because {reason}",
-                      stacklevel=2)
+        if reason:
+            warnings.warn(f"train_ensemble: training {type(first).__name__} one model at a time because {reason}",
+                          stacklevel=2)
         for i in range(m):
             net = first if i == 0 else build(int(init_seeds[i]))
             results[i] = train_model(net, x[sets[i]], y[sets[i]], training, seed=int(train_seeds[i]),
