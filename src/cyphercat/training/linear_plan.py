@@ -11,9 +11,9 @@ For ``nn.Linear`` on a batch, the one-model run (``F.linear`` and autograd's for
 
 The same products for M models can run as one ``bmm``, but nothing promises the same rounding: torch's
 CPU ``bmm`` multiplies matrices of fewer than 400 multiply-adds with a loop of its own, BLAS treats a
-product with one row or column as a matrix-vector product, and storing W transposed (which makes the
-forward of the default MLP ~30 % faster) changes the summation for some shapes — a last batch of two
-records, say. Rather than trust a rule of thumb, :func:`choose` runs the candidate plans on random data
+product with one row or column as a matrix-vector product, and storing W transposed (which speeds up
+the forward of the default MLP) changes the summation for some shapes — a last batch of two records,
+say. Rather than trust a rule of thumb, :func:`choose` runs the candidate plans on random data
 of exactly the shapes a run will use, against the per-model calls above, and keeps the fastest that
 agrees bit for bit: ``fast`` (weights stored [M, in, out]), ``mirror`` (stored like ``nn.Linear``,
 [M, out, in], the one-model's operands and transposition flags), or ``loop`` (model by model, the

@@ -3,7 +3,7 @@
 Adam, AdamW and SGD are elementwise, so a single optimizer over the stacked tensors does for slice i
 what model i's own optimizer would — with one catch. A fused optimizer kernel runs whole vectors of
 elements and finishes a tensor's last ``numel % vector`` elements one at a time, with different
-rounding (seen: 1e-8 per step on this CPU for a 10-element bias). A stacked tensor has no such tail
+rounding (seen on this CPU for a 10-element bias). A stacked tensor has no such tail
 where the one-model tensor has one, so a parameter whose per-model size is not a multiple of
 :data:`ALIGN` is handed to the optimizer as M separate slices, each with the tail the one-model run
 gives it. Aligned parameters stay stacked: one kernel call covers all models.
@@ -53,7 +53,7 @@ class StackedOptimizer:
 def _fused_adam_call(opt: torch.optim.Optimizer):
     """The kernel call that ``opt.step()`` ends in for a fused Adam/AdamW, without the bookkeeping around
     it. With ~20 tensors that bookkeeping (grouping by device, bumping one step counter per tensor)
-    costs a tenth of a millisecond a step, a third of the kernel itself; here all tensors share one
+    costs a sizeable fraction of what the kernel itself does; here all tensors share one
     step counter, which holds the same number as the per-tensor ones would. None where that does not
     apply (other optimizers, amsgrad, mixed devices or dtypes, a torch without the kernel)."""
     group = opt.param_groups[0]
